@@ -1,0 +1,161 @@
+"""Imputation and the split of a table into per-modality feature frames.
+
+Missing values become "" (text), 0 (numeric, not the mean), "unknown" (categorical); a missing
+image stays an empty string here and becomes the black-square embedding in ``images``.
+The fraction of missing columns per row and modality feeds the sentinel labels.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from multimodal.errors import UserError
+from multimodal.schema import ID_COLUMN, Schema
+
+MISSING_CATEGORY = "unknown"
+# Spellings of "no value" accepted in numeric columns (case-insensitive); text keeps them as text.
+NUMERIC_MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+_TAG = re.compile(r"<[^>]{0,200}>")
+_SPACE = re.compile(r"\s+")
+
+
+class BadValueError(UserError):
+    """A cell that cannot be used; carries the column and the row position for callers that know lines."""
+
+    def __init__(self, column: str, position: int, value, problem: str, row_description: str):
+        self.column = column
+        self.position = position
+        self.value = value
+        self.problem = problem
+        shown = str(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        super().__init__(f"{row_description}, column '{column}': {shown!r} {problem}")
+
+
+def describe_row(frame: pd.DataFrame, position: int) -> str:
+    """Name a row for a message: its position, and its ID when the table has one."""
+    text = f"row {position + 1}"
+    if ID_COLUMN in frame.columns:
+        text += f" (ID={frame[ID_COLUMN].iloc[position]!r})"
+    return text
+
+
+def is_missing(series: pd.Series) -> np.ndarray:
+    """True where a cell is NaN/None or a blank string."""
+    missing = series.isna().to_numpy()
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+        blank = series.astype(str).str.strip().eq("").to_numpy()
+        missing = missing | blank
+    return missing
+
+
+def clean_text(value) -> str:
+    """Light normalisation of one text cell: HTML entities and tags out, whitespace collapsed."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    text = str(value)
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def category_text(value) -> str:
+    """One categorical cell as text, so 12, 12.0 and "12" are the same category."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return MISSING_CATEGORY
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text if text else MISSING_CATEGORY
+
+
+def parse_numeric(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a ``_num`` column to float64 with 0 for missing cells; returns (values, missing mask).
+
+    Raises ``BadValueError`` naming the row and the value for anything that is not a finite number.
+    """
+    series = frame[column]
+    if pd.api.types.is_bool_dtype(series.dtype):
+        values = series.astype(np.float64).to_numpy()
+        missing = np.zeros(len(series), dtype=bool)
+    elif pd.api.types.is_numeric_dtype(series.dtype):
+        values = series.astype(np.float64).to_numpy(copy=True)
+        missing = np.isnan(values)
+    else:
+        text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
+        missing = text.str.lower().isin(NUMERIC_MISSING_TOKENS).to_numpy()
+        values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        bad = np.flatnonzero(np.isnan(values) & ~missing)
+        if len(bad):
+            position = int(bad[0])
+            raise BadValueError(column, position, text.iloc[position],
+                                f"is not a number (use '.' for decimals, no thousands separators; "
+                                f"{len(bad)} bad cell(s) in this column)", describe_row(frame, position))
+    infinite = np.flatnonzero(np.isinf(values))
+    if len(infinite):
+        position = int(infinite[0])
+        raise BadValueError(column, position, series.iloc[position], "is not a finite number",
+                            describe_row(frame, position))
+    values[missing] = 0.0
+    return values, missing
+
+
+@dataclass
+class ModalityFrames:
+    """The imputed features of one table, per modality, with each row's missing fraction."""
+
+    text: pd.DataFrame | None
+    numeric: pd.DataFrame | None
+    categorical: pd.DataFrame | None
+    images: dict[str, pd.Series]
+    missing_fraction: dict[str, np.ndarray]
+
+
+def check_feature_columns(frame: pd.DataFrame, schema: Schema) -> None:
+    """Raise ``UserError`` when a feature column of the schema is absent from the frame."""
+    absent = [c for c in schema.feature_columns if c not in frame.columns]
+    if absent:
+        raise UserError(f"the data lacks feature column(s) {absent} that the model was trained with.")
+
+
+def split_modalities(frame: pd.DataFrame, schema: Schema) -> ModalityFrames:
+    """Impute and split ``frame`` into text, numeric, categorical and per-image-column inputs."""
+    check_feature_columns(frame, schema)
+    index = pd.RangeIndex(len(frame))
+    missing_fraction: dict[str, np.ndarray] = {}
+
+    text = None
+    if schema.text:
+        text = pd.DataFrame({c: [clean_text(v) for v in frame[c].to_numpy()] for c in schema.text}, index=index)
+        missing_fraction["text"] = (text == "").to_numpy().mean(axis=1)
+
+    numeric = None
+    if schema.numeric:
+        columns, masks = {}, []
+        for c in schema.numeric:
+            columns[c], mask = parse_numeric(frame, c)
+            masks.append(mask)
+        numeric = pd.DataFrame(columns, index=index)
+        missing_fraction["num"] = np.column_stack(masks).mean(axis=1)
+
+    categorical = None
+    if schema.categorical:
+        columns, masks = {}, []
+        for c in schema.categorical:
+            masks.append(is_missing(frame[c]))
+            columns[c] = pd.Categorical([category_text(v) for v in frame[c].to_numpy()])
+        categorical = pd.DataFrame(columns, index=index)
+        missing_fraction["cat"] = np.column_stack(masks).mean(axis=1)
+
+    images = {}
+    for c in schema.image:
+        cells = frame[c]
+        images[c] = pd.Series(cells.where(cells.notna(), "").astype(str).to_numpy(), index=index, name=c)
+    return ModalityFrames(text, numeric, categorical, images, missing_fraction)

@@ -1,0 +1,124 @@
+"""The fusion network: a small Keras MLP from the concatenated modality probabilities to the classes.
+
+Only this module imports TensorFlow. It imports torch first: TensorFlow loaded before triton
+(which torchvision pulls in) segfaults the process.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FILE_NAME = "fusion.keras"
+
+
+def _keras():
+    import torch  # noqa: F401  - must be loaded before tensorflow
+    import torchvision  # noqa: F401
+    import keras
+
+    return keras
+
+
+def layer_sizes(n_inputs: int, n_classes: int) -> tuple[int, int, int]:
+    """Units of the two hidden layers and the output: about 2d/3+k, d/3+k, k."""
+    return (2 * n_inputs) // 3 + n_classes, n_inputs // 3 + n_classes, n_classes
+
+
+def build_network(n_inputs: int, n_classes: int):
+    """The fusion network, compiled: dense ReLU, dense ReLU, softmax; Adam and cross-entropy."""
+    keras = _keras()
+    first, second, out = layer_sizes(n_inputs, n_classes)
+    model = keras.Sequential([
+        keras.Input(shape=(n_inputs,), name="modality_probabilities"),
+        keras.layers.Dense(first, activation="relu", name="hidden_1"),
+        keras.layers.Dense(second, activation="relu", name="hidden_2"),
+        keras.layers.Dense(out, activation="softmax", name="classes"),
+    ], name="fusion")
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, validation), stratified by label when every class has at least 2 rows."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(labels))
+    n_validation = int(round(len(labels) * fraction))
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    if n_validation < 1 or len(labels) - n_validation < 1:
+        return rows, rows[:0]
+    stratify = labels if counts.min() >= 2 and n_validation >= len(counts) else None
+    train, validation = train_test_split(rows, test_size=n_validation, random_state=seed, shuffle=True,
+                                         stratify=stratify)
+    return np.sort(train), np.sort(validation)
+
+
+def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epochs: int, batch_size: int,
+                  validation_fraction: float, patience: int, seed: int, time_limit: float | None = None):
+    """Fit the fusion network with early stopping on a stratified validation split; return the model."""
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    model = build_network(inputs.shape[1], n_classes)
+    train_rows, validation_rows = stratified_split(labels, validation_fraction, seed)
+    callbacks = []
+    validation = None
+    if len(validation_rows):
+        validation = (inputs[validation_rows], labels[validation_rows])
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                       restore_best_weights=True))
+    if time_limit is not None:
+        callbacks.append(_TimeLimit(keras, time_limit))
+    started = time.monotonic()
+    history = model.fit(inputs[train_rows], labels[train_rows], validation_data=validation, epochs=epochs,
+                        batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+    ran = len(history.history["loss"])
+    summary = f"train loss {history.history['loss'][-1]:.4f}"
+    if validation is not None:
+        best = int(np.argmin(history.history["val_loss"]))
+        summary = (f"best epoch {best + 1}: validation loss {history.history['val_loss'][best]:.4f}, "
+                   f"accuracy {history.history['val_accuracy'][best]:.4f}")
+    logger.info("fusion network %s: %d epochs in %.1f s on %d rows (%d validation); %s",
+                "x".join(str(s) for s in (inputs.shape[1],) + layer_sizes(inputs.shape[1], n_classes)),
+                ran, time.monotonic() - started, len(train_rows), len(validation_rows), summary)
+    return model
+
+
+def _TimeLimit(keras, seconds: float):
+    class TimeLimit(keras.callbacks.Callback):
+        """Stops training when the job's time budget for the fusion network is spent."""
+
+        def on_train_begin(self, logs=None):
+            self.deadline = time.monotonic() + seconds
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.monotonic() > self.deadline:
+                logger.warning("fusion network stopped after %d epochs: time budget spent", epoch + 1)
+                self.model.stop_training = True
+
+    return TimeLimit()
+
+
+def predict(model, inputs: np.ndarray) -> np.ndarray:
+    """Class probabilities (rows sum to 1) for fusion inputs."""
+    if len(inputs) == 0:
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float64)
+    out = np.asarray(model.predict_on_batch(inputs.astype(np.float32)), dtype=np.float64)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def save(model, directory: Path) -> None:
+    """Write the network in Keras' native format (no pickle)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / FILE_NAME)
+
+
+def load(directory: Path):
+    """Load a network written by ``save`` (safe mode: no code in the file is run)."""
+    keras = _keras()
+    return keras.models.load_model(directory / FILE_NAME, compile=False, safe_mode=True)

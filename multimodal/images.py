@@ -1,0 +1,296 @@
+"""Images: base64 decoding, ImageNet preprocessing and ResNet50 pooled-feature embeddings.
+
+Only this module imports torch and torchvision. Rows are embedded in batches and dropped after
+each batch, so memory does not grow with the number of images; the embedding of the black
+224x224 square that stands for a missing image is computed once and reused.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import logging
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from multimodal.errors import PlatformError, UserError
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 2048
+IMAGE_SIZE = 224
+RESIZE_SIZE = 256
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MAX_IMAGE_PIXELS = 40_000_000  # refuse larger images before decoding them (decompression bombs)
+RANDOM_WEIGHTS_SEED = 0
+IMAGENET_WEIGHTS_NAME = "IMAGENET1K_V2"
+WEIGHTS_ENV = "MULTIMODAL_IMAGE_WEIGHTS"
+_DATA_URI = re.compile(r"^\s*data:[^,]{0,100},")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class ImageDecodeError(ValueError):
+    """A cell that is not a decodable base64 image; the message says why."""
+
+
+def decode_base64(cell: str) -> bytes:
+    """Bytes of a base64 cell; accepts a data-URI prefix, line breaks, URL-safe letters, missing padding."""
+    text = _WHITESPACE.sub("", _DATA_URI.sub("", cell, count=1))
+    text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ImageDecodeError(f"not valid base64 ({error})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() if array.size and array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "P"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def decode_image(cell: str) -> Image.Image:
+    """Decode one base64 cell (JPEG, PNG or any format Pillow reads) to an RGB image."""
+    data = decode_base64(cell)
+    if not data:
+        raise ImageDecodeError("empty after base64 decoding")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageDecodeError(f"image of {width}x{height} pixels is larger than {MAX_IMAGE_PIXELS} pixels")
+            image.load()
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as error:
+        raise ImageDecodeError(f"not a readable image ({type(error).__name__}: {error})") from None
+    return _to_rgb(image)
+
+
+def preprocess(image: Image.Image) -> np.ndarray:
+    """ImageNet preprocessing: shorter side to 256, centre crop 224, scale, normalise; CHW float32."""
+    width, height = image.size
+    scale = RESIZE_SIZE / min(width, height)
+    size = (max(RESIZE_SIZE, round(width * scale)), max(RESIZE_SIZE, round(height * scale)))
+    image = image.resize(size, Image.BILINEAR, reducing_gap=None)
+    left = (size[0] - IMAGE_SIZE) // 2
+    top = (size[1] - IMAGE_SIZE) // 2
+    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = (array - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def black_square() -> Image.Image:
+    """The stand-in for a missing image: a black 224x224 RGB square."""
+    return Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+
+
+@dataclass(frozen=True)
+class WeightsIdentity:
+    """Which ResNet50 weights produced the embeddings: a name and the sha256 of the backbone state."""
+
+    name: str
+    sha256: str
+
+    def to_dict(self) -> dict:
+        """JSON form for the model config."""
+        return {"name": self.name, "sha256": self.sha256}
+
+
+def resolve_weights_setting(value: str | None) -> str:
+    """The weights to use: the given value, else ``$MULTIMODAL_IMAGE_WEIGHTS``, else ``imagenet``."""
+    if value:
+        return str(value)
+    return os.environ.get(WEIGHTS_ENV) or "imagenet"
+
+
+def _state_sha256(state: dict) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().cpu()
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _imagenet_state():
+    from torchvision.models import ResNet50_Weights
+
+    weights = getattr(ResNet50_Weights, IMAGENET_WEIGHTS_NAME)
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as error:  # noqa: BLE001 - any download/cache failure means the same thing here
+        raise PlatformError(
+            f"ResNet50 ImageNet weights ({weights.url.rsplit('/', 1)[-1]}) are not in the torch cache "
+            f"({os.path.join(__import__('torch').hub.get_dir(), 'checkpoints')}) and cannot be downloaded. "
+            f"Bake them into the image, pass a weights file path, or set {WEIGHTS_ENV}=random "
+            "for tests and offline demos.",
+            caused_by=error,
+        ) from error
+
+
+def _file_state(path: Path):
+    import torch
+
+    if not path.is_file():
+        raise PlatformError(f"image weights file {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001
+        raise PlatformError(f"image weights file {path} is not a torch state dict.", caused_by=error) from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    return state
+
+
+def build_backbone(weights: str):
+    """ResNet50 without its classifier (2048-d pooled output) and the identity of its weights.
+
+    ``weights``: ``imagenet`` (torchvision's ImageNet weights from the local torch cache),
+    ``random`` (seeded random initialisation, for tests and offline demos only) or a file path.
+    """
+    import torch
+    from torchvision.models import resnet50
+
+    if weights == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            model = resnet50(weights=None)
+        name = f"random(seed={RANDOM_WEIGHTS_SEED})"
+    else:
+        if weights == "imagenet":
+            state, name = _imagenet_state(), f"torchvision:{IMAGENET_WEIGHTS_NAME}"
+        else:
+            path = Path(weights)
+            state, name = _file_state(path), f"file:{path.name}"
+        model = resnet50(weights=None)
+        result = model.load_state_dict(state, strict=False)
+        wrong = [k for k in result.missing_keys if not k.startswith("fc.")] + list(result.unexpected_keys)
+        if wrong:
+            raise PlatformError(f"image weights {weights!r} do not fit ResNet50: keys {wrong[:5]} differ.")
+    model.fc = torch.nn.Identity()
+    model.eval()
+    identity = WeightsIdentity(name=name, sha256=_state_sha256(model.state_dict()))
+    return model, identity
+
+
+class ImageEmbedder:
+    """Embeds base64 image cells into 2048-d ResNet50 features, batch by batch.
+
+    Parameters
+    ----------
+    weights : str
+        ``imagenet``, ``random`` or a path to a ResNet50 state-dict file.
+    batch_size : int
+        Images per forward pass.
+    """
+
+    def __init__(self, weights: str = "imagenet", batch_size: int = 32):
+        import torch
+
+        self.weights = weights
+        self.batch_size = batch_size
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model, self.identity = build_backbone(weights)
+        self._model = model.to(self.device)
+        self._blank_embedding: np.ndarray | None = None
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self.device)
+            return self._model(tensor).float().cpu().numpy()
+
+    @property
+    def blank_embedding(self) -> np.ndarray:
+        """The embedding of the black square, computed on first use."""
+        if self._blank_embedding is None:
+            self._blank_embedding = self._forward(preprocess(black_square())[None])[0]
+        return self._blank_embedding
+
+    def embed(self, cells: Sequence[str], column: str = "image", row_names: Sequence[str] | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Embed one image column.
+
+        Returns ``(features, missing, undecodable)``: an ``(n, 2048)`` float32 array, a mask of the rows
+        whose image was missing or undecodable (they get the black-square embedding), and how many
+        non-empty cells could not be decoded (each logged once as a warning with its row).
+        """
+        n = len(cells)
+        features = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
+        missing = np.zeros(n, dtype=bool)
+        undecodable = 0
+        started = time.monotonic()
+        last_log = started
+        batch_rows: list[int] = []
+        batch_arrays: list[np.ndarray] = []
+
+        def flush():
+            if batch_rows:
+                features[batch_rows] = self._forward(np.stack(batch_arrays))
+                batch_rows.clear()
+                batch_arrays.clear()
+
+        for row, cell in enumerate(cells):
+            if cell is None or not isinstance(cell, str) or not cell.strip():
+                missing[row] = True
+                continue
+            try:
+                array = preprocess(decode_image(cell))
+            except ImageDecodeError as error:
+                undecodable += 1
+                missing[row] = True
+                where = row_names[row] if row_names is not None else f"row {row + 1}"
+                if undecodable <= 10:
+                    logger.warning("%s, column '%s': %s; treated as a missing image", where, column, error)
+                continue
+            batch_rows.append(row)
+            batch_arrays.append(array)
+            if len(batch_rows) >= self.batch_size:
+                flush()
+                now = time.monotonic()
+                if now - last_log > 30:
+                    logger.info("column '%s': embedded %d/%d rows (%.1f rows/s)", column, row + 1, n,
+                                (row + 1) / (now - started))
+                    last_log = now
+        flush()
+        if missing.any():
+            features[missing] = self.blank_embedding
+        if undecodable > 10:
+            logger.warning("column '%s': %d undecodable images in all, treated as missing", column, undecodable)
+        logger.info("column '%s': embedded %d images (%d missing or undecodable) in %.1f s", column,
+                    n - int(missing.sum()), int(missing.sum()), time.monotonic() - started)
+        return features, missing, undecodable
+
+
+def check_not_all_undecodable(column: str, cells: Sequence[str], undecodable: int) -> None:
+    """Fail when every non-empty cell of a training image column is undecodable: an encoding mistake."""
+    present = sum(1 for c in cells if isinstance(c, str) and c.strip())
+    if present and undecodable == present:
+        raise UserError(
+            f"column '{column}': none of its {present} non-empty cells is a decodable base64 image; "
+            "encode each image file's bytes (JPEG or PNG) with base64."
+        )

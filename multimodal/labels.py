@@ -1,0 +1,95 @@
+"""Label mapping (original values to 0..n-1) and the per-modality sentinel labels."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from multimodal.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+def to_json_value(value):
+    """Turn a numpy or pandas scalar label into the plain Python value JSON can hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _sort_key(value):
+    return (type(value).__name__, value)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """The classes, in index order: class ``i`` of every probability matrix is ``classes[i]``."""
+
+    classes: tuple
+
+    @property
+    def n_classes(self) -> int:
+        """How many classes the target has (the sentinel label, when used, is this number)."""
+        return len(self.classes)
+
+    @classmethod
+    def fit(cls, labels: pd.Series) -> "LabelMap":
+        """Learn the classes of a label column that has no missing values; at least two are required."""
+        values = [to_json_value(v) for v in pd.unique(labels)]
+        if len(values) < 2:
+            raise UserError(
+                f"the '{labels.name}' column has {len(values)} distinct value(s) {values[:5]}; "
+                "classification needs at least 2 classes."
+            )
+        try:
+            ordered = sorted(values, key=_sort_key)
+        except TypeError:
+            ordered = sorted(values, key=lambda v: (type(v).__name__, str(v)))
+        return cls(tuple(ordered))
+
+    def encode(self, labels: pd.Series) -> np.ndarray:
+        """Map original label values to integers 0..n-1."""
+        index = {value: i for i, value in enumerate(self.classes)}
+        try:
+            return np.fromiter((index[to_json_value(v)] for v in labels), dtype=np.int64, count=len(labels))
+        except KeyError as error:
+            raise UserError(f"unknown label value {error.args[0]!r}; known classes: {list(self.classes)}") from None
+
+    def decode(self, codes: np.ndarray, index=None) -> pd.Series:
+        """Map integers 0..n-1 back to the original label values, keeping their type."""
+        values = np.asarray(self.classes, dtype=object)[np.asarray(codes, dtype=np.int64)]
+        series = pd.Series(list(values), index=index, name="label")
+        return series.infer_objects()
+
+    def to_list(self) -> list:
+        """The classes as a JSON list."""
+        return list(self.classes)
+
+
+def drop_missing_labels(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:
+    """Drop rows whose label is missing or empty, with one warning that counts them."""
+    labels = frame[label_column]
+    missing = labels.isna() | labels.astype(str).str.strip().eq("")
+    count = int(missing.sum())
+    if count:
+        logger.warning(
+            "dropping %d of %d training rows whose '%s' is empty or missing (first at row %s)",
+            count, len(frame), label_column, int(np.flatnonzero(missing.to_numpy())[0]),
+        )
+        frame = frame.loc[~missing.to_numpy()]
+    if len(frame) == 0:
+        raise UserError(f"no training rows have a value in the '{label_column}' column.")
+    return frame
+
+
+def sentinel_labels(codes: np.ndarray, missing_fraction: np.ndarray, threshold: float, n_classes: int) -> np.ndarray:
+    """Copy of ``codes`` where rows with too little information for a modality get the label ``n_classes``.
+
+    A row carries too little information when the fraction of the modality's columns missing in it
+    is at least ``threshold`` (1.0: every column missing).
+    """
+    labels = np.asarray(codes, dtype=np.int64).copy()
+    labels[np.asarray(missing_fraction) >= threshold - 1e-12] = n_classes
+    return labels

@@ -1,0 +1,380 @@
+"""``MultimodalClassifier``: the late-fusion classifier facade (fit, predict, predict_proba, save, load)."""
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multimodal import hyperparameters as hp
+from multimodal.errors import NotFittedError, PlatformError, UserError
+from multimodal.features import ModalityFrames, split_modalities
+from multimodal.labels import LabelMap, drop_missing_labels, sentinel_labels
+from multimodal.model_config import ModalityEntry, ModelConfig
+from multimodal.schema import LABEL_COLUMN, Schema, infer_schema
+
+logger = logging.getLogger(__name__)
+
+_DEFAULTS = hp.defaults()
+MIN_FIT_SECONDS = 10.0
+FUSION_DIR = "wholistic"
+
+
+def _modality_dir(kind: str, column: str | None, taken: set[str]) -> str:
+    if column is None:
+        return kind
+    base = "img/" + (re.sub(r"[^A-Za-z0-9._-]", "_", column) or "column")
+    name, suffix = base, 1
+    while name in taken:
+        suffix += 1
+        name = f"{base}_{suffix}"
+    taken.add(name)
+    return name
+
+
+def _image_setting_from_identity(name: str) -> str:
+    if name.startswith("random"):
+        return "random"
+    if name.startswith("torchvision:"):
+        return "imagenet"
+    return name
+
+
+class MultimodalClassifier:
+    """Late-fusion classifier over text, numeric, categorical and image columns.
+
+    One AutoGluon model per modality (and per image column) predicts the class, or an extra
+    "too little information" label for rows where the modality is missing; a small Keras network
+    combines their probabilities. Keyword arguments are the algorithm's hyperparameters, as
+    declared in ``hyperparameter_specification.json``, plus ``image_weights``.
+
+    Parameters
+    ----------
+    quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, eval_metric,
+    validation_fraction, early_stopping_patience, batch_size, image_batch_size, seed
+        See ``hyperparameter_specification.json`` (or the README table).
+    image_weights : str or None
+        ResNet50 weights: ``"imagenet"``, ``"random"`` (tests and offline demos only) or a file path;
+        None reads ``$MULTIMODAL_IMAGE_WEIGHTS``, else ``"imagenet"``.
+
+    Attributes
+    ----------
+    classes_ : list
+        The original label values, in probability-column order.
+    schema_ : Schema
+        The training columns and their roles.
+    modalities_ : list of ModalityModel
+        The fitted per-modality AutoGluon models.
+    fusion_model_ : keras.Model
+        The fitted fusion network.
+    """
+
+    def __init__(
+        self,
+        *,
+        quality: str = _DEFAULTS["quality"],
+        n_hours: float = _DEFAULTS["n_hours"],
+        n_mins: float = _DEFAULTS["n_mins"],
+        n_secs: float = _DEFAULTS["n_secs"],
+        n_epochs: int = _DEFAULTS["n_epochs"],
+        missing_threshold: float = _DEFAULTS["missing_threshold"],
+        stacking: str = _DEFAULTS["stacking"],
+        num_folds: int = _DEFAULTS["num_folds"],
+        eval_metric: str = _DEFAULTS["eval_metric"],
+        validation_fraction: float = _DEFAULTS["validation_fraction"],
+        early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
+        batch_size: int = _DEFAULTS["batch_size"],
+        image_batch_size: int = _DEFAULTS["image_batch_size"],
+        seed: int = _DEFAULTS["seed"],
+        image_weights: str | None = None,
+    ):
+        self.quality = quality
+        self.n_hours = n_hours
+        self.n_mins = n_mins
+        self.n_secs = n_secs
+        self.n_epochs = n_epochs
+        self.missing_threshold = missing_threshold
+        self.stacking = stacking
+        self.num_folds = num_folds
+        self.eval_metric = eval_metric
+        self.validation_fraction = validation_fraction
+        self.early_stopping_patience = early_stopping_patience
+        self.batch_size = batch_size
+        self.image_batch_size = image_batch_size
+        self.seed = seed
+        self.image_weights = image_weights
+
+    # -- scikit-learn style parameters -------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor arguments, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "MultimodalClassifier":
+        """Set constructor arguments; unknown names raise ``UserError``."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise UserError(f"unknown parameter {name!r}; valid parameters: {valid}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if k == "image_weights" and v is not None
+                   or k in _DEFAULTS and v != _DEFAULTS[k]}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # -- fitted state ---------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        """Whether ``fit`` or ``load`` has run."""
+        return hasattr(self, "fusion_model_")
+
+    def _check_fitted(self, method: str) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__}.{method}() needs a fitted model: call fit() or load() first.")
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, data: pd.DataFrame) -> "MultimodalClassifier":
+        """Fit on a DataFrame with a ``label`` column, feature columns by suffix and an optional ``ID``.
+
+        Returns ``self``.
+        """
+        from multimodal import fusion
+        from multimodal.tabular import fit_modality
+
+        if not isinstance(data, pd.DataFrame):
+            raise UserError(f"fit() takes a pandas DataFrame; got {type(data).__name__}.")
+        params = hp.validate({k: v for k, v in self.get_params().items() if k != "image_weights"})
+        started = time.monotonic()
+        deadline = started + hp.time_budget_seconds(params)
+        schema = infer_schema(data.columns)
+        data = drop_missing_labels(data, LABEL_COLUMN)
+        label_map = LabelMap.fit(data[LABEL_COLUMN])
+        codes = label_map.encode(data[LABEL_COLUMN])
+        frames = split_modalities(data, schema)
+        counts = np.bincount(codes, minlength=label_map.n_classes)
+        logger.info("fit: %d rows, %d classes (%s), columns: %d text, %d numeric, %d categorical, %d image; "
+                    "time budget %.0f s", len(data), label_map.n_classes,
+                    ", ".join(f"{c!r}: {n}" for c, n in zip(label_map.classes[:10], counts[:10])),
+                    len(schema.text), len(schema.numeric), len(schema.categorical), len(schema.image),
+                    deadline - started)
+
+        embedder, image_features = self._embed_training_images(frames, data)
+        inputs = self._modality_inputs(frames, image_features)
+        work_dir = tempfile.TemporaryDirectory(prefix="multimodal-fit-")
+        taken: set[str] = set()
+        models, entries, train_probas = [], [], []
+        planned = []
+        for name, kind, columns, features, missing_fraction in inputs:
+            labels = sentinel_labels(codes, missing_fraction, params["missing_threshold"], label_map.n_classes)
+            if len(np.unique(labels)) < 2:
+                logger.warning("modality '%s' skipped: every row has too little information (missing values)", name)
+                continue
+            planned.append((name, kind, columns, features, labels))
+        if not planned:
+            raise UserError("no modality has enough non-missing values to train on.")
+        for position, (name, kind, columns, features, labels) in enumerate(planned):
+            remaining = deadline - time.monotonic()
+            fusion_reserve = min(60.0, 0.1 * max(remaining, 0.0))
+            share = (remaining - fusion_reserve) / (len(planned) - position)
+            if share < MIN_FIT_SECONDS:
+                logger.warning("time budget nearly spent: giving modality '%s' %.0f s; raise n_mins/n_hours "
+                               "for better models", name, MIN_FIT_SECONDS)
+                share = MIN_FIT_SECONDS
+            relative = _modality_dir(kind, columns[0] if kind == "image" else None, taken)
+            model, proba = fit_modality(
+                name, features, labels, label_map.n_classes, Path(work_dir.name) / relative,
+                quality=params["quality"], eval_metric=params["eval_metric"], time_limit=share,
+                stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"],
+            )
+            models.append(model)
+            train_probas.append(proba)
+            entries.append(ModalityEntry(name=name, kind=kind, columns=list(columns), path=relative,
+                                         layout=model.layout))
+        fusion_inputs = np.concatenate(train_probas, axis=1)
+        fusion_model = fusion.train_network(
+            fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
+            validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
+            seed=params["seed"], time_limit=max(30.0, deadline - time.monotonic()),
+        )
+        self.schema_ = schema
+        self.label_map_ = label_map
+        self.classes_ = label_map.to_list()
+        self.hyperparameters_ = params
+        self.modalities_ = models
+        self._modality_entries = entries
+        self._work_dir = work_dir
+        self._image_embedder = embedder
+        self.weights_identity_ = embedder.identity if embedder else None
+        self._image_weights_setting = embedder.weights if embedder else None
+        self.fusion_model_ = fusion_model
+        self.training_summary_ = {
+            "rows": int(len(data)),
+            "class_counts": {str(c): int(n) for c, n in zip(label_map.classes, counts)},
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        logger.info("fit: done in %.1f s (%d modality models + fusion network)", time.monotonic() - started,
+                    len(models))
+        return self
+
+    def _embed_training_images(self, frames: ModalityFrames, data: pd.DataFrame):
+        from multimodal.images import ImageEmbedder, check_not_all_undecodable, resolve_weights_setting
+
+        if not frames.images:
+            return None, {}
+        embedder = ImageEmbedder(resolve_weights_setting(self.image_weights), batch_size=self.image_batch_size)
+        logger.info("image embedding: ResNet50 %s weights (sha256 %s...) on %s", embedder.identity.name,
+                    embedder.identity.sha256[:12], embedder.device)
+        features = {}
+        for column, cells in frames.images.items():
+            embeddings, missing, undecodable = embedder.embed(cells.tolist(), column)
+            check_not_all_undecodable(column, cells.tolist(), undecodable)
+            features[column] = (embeddings, missing)
+        return embedder, features
+
+    @staticmethod
+    def _modality_inputs(frames: ModalityFrames, image_features: dict):
+        """(name, kind, columns, features, missing fraction) of every modality present."""
+        inputs = []
+        for kind, frame in (("text", frames.text), ("num", frames.numeric), ("cat", frames.categorical)):
+            if frame is not None:
+                inputs.append((kind, kind, list(frame.columns), frame, frames.missing_fraction[kind]))
+        for column, (embeddings, missing) in image_features.items():
+            inputs.append((f"img/{column}", "image", [column], _embedding_frame(embeddings),
+                           missing.astype(np.float64)))
+        return inputs
+
+    # -- prediction -------------------------------------------------------------------------------
+    def predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Class probabilities: one column per original class, rows sum to 1, ``data``'s index."""
+        from multimodal import fusion
+
+        self._check_fitted("predict_proba")
+        if not isinstance(data, pd.DataFrame):
+            raise UserError(f"predict_proba() takes a pandas DataFrame; got {type(data).__name__}.")
+        fusion_inputs = self.fusion_inputs(data)
+        proba = fusion.predict(self.fusion_model_, fusion_inputs)
+        return pd.DataFrame(proba, index=data.index, columns=pd.Index(self.classes_))
+
+    def predict(self, data: pd.DataFrame) -> pd.Series:
+        """The most probable original label value for each row, with ``data``'s index."""
+        self._check_fitted("predict")
+        proba = self.predict_proba(data)
+        return self.label_map_.decode(np.argmax(proba.to_numpy(), axis=1), index=data.index)
+
+    def fusion_inputs(self, data: pd.DataFrame) -> np.ndarray:
+        """The concatenated per-modality probabilities the fusion network takes, for ``data``."""
+        self._check_fitted("fusion_inputs")
+        frames = split_modalities(data, self.schema_)
+        parts = []
+        for model, entry in zip(self.modalities_, self._modality_entries):
+            if entry.kind == "image":
+                column = entry.columns[0]
+                embeddings, _, _ = self._embedder().embed(frames.images[column].tolist(), column)
+                features = _embedding_frame(embeddings)
+            else:
+                features = {"text": frames.text, "num": frames.numeric, "cat": frames.categorical}[entry.kind]
+            parts.append(model.predict_proba(features))
+        return np.concatenate(parts, axis=1)
+
+    def _embedder(self):
+        if self._image_embedder is None:
+            from multimodal.images import ImageEmbedder
+
+            self._image_embedder = ImageEmbedder(self._image_weights_setting, batch_size=self.image_batch_size)
+        return self._image_embedder
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory: one AutoGluon folder per modality, ``wholistic/`` and ``model_config.json``.
+
+        ``model_config.json`` is written last, so a directory without it is incomplete.
+        """
+        from multimodal import fusion
+
+        self._check_fitted("save")
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "model_config.json").unlink(missing_ok=True)
+        for model, entry in zip(self.modalities_, self._modality_entries):
+            target = directory / entry.path
+            if Path(model.path).resolve() != target.resolve():
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(model.path, target)
+        fusion.save(self.fusion_model_, directory / FUSION_DIR)
+        n_inputs = int(self.fusion_model_.input_shape[-1])
+        config = ModelConfig(
+            schema=self.schema_.to_dict(),
+            classes=self.classes_,
+            modalities=self._modality_entries,
+            fusion={"path": f"{FUSION_DIR}/{fusion.FILE_NAME}", "n_inputs": n_inputs,
+                    "layers": list(fusion.layer_sizes(n_inputs, len(self.classes_))),
+                    "inputs": [f"{e.name}:{label}" for e in self._modality_entries for label in e.layout]},
+            hyperparameters=self.hyperparameters_,
+            image_weights=({**self.weights_identity_.to_dict(), "setting": self._image_weights_setting}
+                           if self.weights_identity_ else None),
+            training=self.training_summary_,
+        )
+        config.write(directory)
+        logger.info("saved model to %s", directory)
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path, image_weights: str | None = None) -> "MultimodalClassifier":
+        """Load a model directory written by ``save``.
+
+        ``image_weights`` (else ``$MULTIMODAL_IMAGE_WEIGHTS``, else the setting recorded at training)
+        must produce the same ResNet50 weights as at training; different weights raise ``PlatformError``.
+        """
+        import os
+
+        from multimodal import fusion
+        from multimodal.images import WEIGHTS_ENV, ImageEmbedder
+        from multimodal.tabular import ModalityModel
+
+        directory = Path(path)
+        config = ModelConfig.read(directory)
+        model = cls(**{k: v for k, v in config.hyperparameters.items() if k in cls._param_names()})
+        model.schema_ = Schema.from_dict(config.schema)
+        model.label_map_ = LabelMap(tuple(config.classes))
+        model.classes_ = list(config.classes)
+        model.hyperparameters_ = config.hyperparameters
+        model._modality_entries = config.modalities
+        model.modalities_ = [ModalityModel.load(e.name, directory / e.path, e.layout) for e in config.modalities]
+        model._work_dir = None
+        model._image_embedder = None
+        model.weights_identity_ = None
+        model._image_weights_setting = None
+        if config.image_weights:
+            recorded = config.image_weights
+            setting = image_weights or os.environ.get(WEIGHTS_ENV) or recorded.get("setting") \
+                or _image_setting_from_identity(recorded["name"])
+            embedder = ImageEmbedder(setting, batch_size=model.image_batch_size)
+            if embedder.identity.sha256 != recorded["sha256"]:
+                raise PlatformError(
+                    f"the model was trained with ResNet50 weights {recorded['name']} (sha256 {recorded['sha256'][:12]}...) "
+                    f"but {setting!r} gives {embedder.identity.name} (sha256 {embedder.identity.sha256[:12]}...); "
+                    "load it with the same image weights."
+                )
+            model.image_weights = setting
+            model._image_embedder = embedder
+            model._image_weights_setting = setting
+            model.weights_identity_ = embedder.identity
+        model.fusion_model_ = fusion.load(directory / FUSION_DIR)
+        model.training_summary_ = config.training
+        return model
+
+
+def _embedding_frame(embeddings: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(embeddings, columns=[f"f{j:04d}" for j in range(embeddings.shape[1])])
