@@ -95,9 +95,11 @@ def parse_numeric(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndar
         bad = np.flatnonzero(np.isnan(values) & ~missing)
         if len(bad):
             position = int(bad[0])
-            raise BadValueError(column, position, text.iloc[position],
-                                f"is not a number (use '.' for decimals, no thousands separators; "
-                                f"{len(bad)} bad cell(s) in this column)", describe_row(frame, position))
+            problem = (f"is not a number (use '.' for decimals, no thousands separators; "
+                       f"{len(bad)} bad cell(s) in this column)")
+            if _overflows(text.iloc[position]):
+                problem = "is not a finite number"
+            raise BadValueError(column, position, text.iloc[position], problem, describe_row(frame, position))
     infinite = np.flatnonzero(np.isinf(values))
     if len(infinite):
         position = int(infinite[0])
@@ -105,6 +107,13 @@ def parse_numeric(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndar
                             describe_row(frame, position))
     values[missing] = 0.0
     return values, missing
+
+
+def _overflows(text: str) -> bool:
+    try:
+        return not np.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 @dataclass

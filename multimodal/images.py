@@ -58,7 +58,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         peak = array.max() if array.size and array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))

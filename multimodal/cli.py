@@ -1,0 +1,68 @@
+"""The ``multimodal`` command line: ``multimodal demo`` for now."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from multimodal.errors import MultimodalError
+
+logger = logging.getLogger("multimodal")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One stdout handler with timestamps, for people reading the log (CloudWatch or a terminal)."""
+    logging.basicConfig(level=level, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("matplotlib", "h5py", "PIL", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from multimodal.demo import DATA_DIR, run_demo
+    from multimodal.images import WEIGHTS_ENV, resolve_weights_setting
+
+    weights = resolve_weights_setting(args.image_weights)
+    if weights == "random":
+        logger.warning("image embeddings use RANDOM ResNet50 weights (%s=random): fine for a demo, not for real use",
+                       WEIGHTS_ENV)
+    result = run_demo(Path(args.output), Path(args.train or DATA_DIR / "train.csv"),
+                      Path(args.test or DATA_DIR / "test.csv"), quality=args.quality, n_mins=args.minutes,
+                      image_weights=weights)
+    print(f"model:        {result.model_dir}")
+    print(f"predictions:  {result.predictions_path}")
+    print(f"fit:          {result.fit_seconds:.1f} s; predict {result.test_rows} rows: {result.predict_seconds:.1f} s")
+    print(f"accuracy:     {result.accuracy:.4f} on {result.test_rows} held-back rows "
+          f"(balanced accuracy {result.balanced_accuracy:.4f})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``multimodal`` command."""
+    parser = argparse.ArgumentParser(prog="multimodal", description="Multimodal classification (SageMaker algorithm).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="train on the bundled dataset, predict held-back rows, print accuracy")
+    demo.add_argument("--output", default="build/demo", help="directory for the model and predictions")
+    demo.add_argument("--train", help="training CSV (default: the bundled data/demo/train.csv)")
+    demo.add_argument("--test", help="test CSV with labels (default: the bundled data/demo/test.csv)")
+    demo.add_argument("--quality", default="toy", help="AutoGluon quality preset (default: toy)")
+    demo.add_argument("--minutes", type=float, default=3.0, help="time budget in minutes (default: 3)")
+    demo.add_argument("--image-weights", help="imagenet, random or a weights file (default: $MULTIMODAL_IMAGE_WEIGHTS)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``multimodal`` command; user and platform errors end with one line and exit code 2."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return args.handler(args)
+    except MultimodalError as error:
+        logger.error("%s: %s", type(error).__name__, error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

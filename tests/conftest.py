@@ -1,0 +1,38 @@
+"""Shared fixtures. torch and torchvision are imported first: TensorFlow before triton segfaults."""
+import os
+
+import torch  # noqa: F401
+import torchvision  # noqa: F401
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Fast settings for real fits on small data.
+FAST = dict(quality="toy", n_mins=2, num_folds=2, n_epochs=20, image_weights="random")
+
+
+@pytest.fixture(scope="session")
+def train_frame():
+    from synthetic import make_frame
+
+    return make_frame(60, seed=0)
+
+
+@pytest.fixture(scope="session")
+def test_frame():
+    from synthetic import make_frame
+
+    return make_frame(24, seed=1)
+
+
+@pytest.fixture(scope="session")
+def fitted(train_frame):
+    """One four-modality model fitted once for the whole session."""
+    from multimodal import MultimodalClassifier
+
+    return MultimodalClassifier(**FAST).fit(train_frame)
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(fitted, tmp_path_factory):
+    return fitted.save(tmp_path_factory.mktemp("model") / "model")

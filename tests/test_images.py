@@ -1,0 +1,116 @@
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multimodal import images
+from multimodal.errors import PlatformError, UserError
+from synthetic import jpeg_base64
+
+
+def encode(image: Image.Image, fmt: str) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return images.ImageEmbedder("random", batch_size=4)
+
+
+def test_jpeg_png_and_data_uri_decode_to_rgb():
+    jpeg = jpeg_base64((255, 0, 0))
+    png = jpeg_base64((0, 255, 0), fmt="PNG")
+    for cell in (jpeg, png, "data:image/jpeg;base64," + jpeg, jpeg[:40] + "\n" + jpeg[40:]):
+        image = images.decode_image(cell)
+        assert image.mode == "RGB" and image.size == (48, 40)
+
+
+def test_urlsafe_and_unpadded_base64_decode():
+    raw = base64.b64decode(jpeg_base64((1, 2, 3)))
+    urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    assert images.decode_image(urlsafe).size == (48, 40)
+
+
+def test_sixteen_bit_and_alpha_images_convert():
+    sixteen = Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    rgba = Image.new("RGBA", (30, 30), (255, 0, 0, 128))
+    assert images.decode_image(encode(sixteen, "PNG")).mode == "RGB"
+    assert images.decode_image(encode(rgba, "PNG")).getpixel((0, 0)) == (128, 0, 0)
+
+
+@pytest.mark.parametrize("cell, words", [
+    ("not base64 at all!", "not valid base64"),
+    (base64.b64encode(b"plain text, not an image").decode(), "not a readable image"),
+    (jpeg_base64((9, 9, 9))[:60], "not a readable image"),
+])
+def test_undecodable_cells_say_why(cell, words):
+    with pytest.raises(images.ImageDecodeError, match=words):
+        images.decode_image(cell)
+
+
+def test_huge_image_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(images.ImageDecodeError, match="larger than 100 pixels"):
+        images.decode_image(jpeg_base64((1, 1, 1)))
+
+
+def test_preprocess_is_imagenet_shaped():
+    array = images.preprocess(images.decode_image(jpeg_base64((255, 255, 255), size=(300, 120))))
+    assert array.shape == (3, 224, 224) and array.dtype == np.float32
+    np.testing.assert_allclose(array[:, 112, 112], (1 - images.IMAGENET_MEAN) / images.IMAGENET_STD, rtol=1e-5)
+
+
+def test_embeddings_are_2048_pooled_features_and_missing_rows_share_the_cached_black_square(embedder, caplog):
+    calls = []
+    forward = embedder._forward
+    embedder._forward = lambda batch: calls.append(len(batch)) or forward(batch)
+    try:
+        cells = [jpeg_base64((200, 0, 0)), "", None, "broken!", jpeg_base64((0, 0, 200))] * 2
+        features, missing, undecodable = embedder.embed(cells, "p_image")
+        again, _, _ = embedder.embed(["", ""], "p_image")
+    finally:
+        embedder._forward = forward
+    assert features.shape == (10, images.EMBEDDING_DIM) and features.dtype == np.float32
+    assert missing.tolist() == [False, True, True, True, False] * 2
+    assert undecodable == 2 and "row 4, column 'p_image'" in caplog.text
+    blank = features[1]
+    assert np.array_equal(features[2], blank) and np.array_equal(again[0], blank)
+    assert not np.allclose(features[0], blank)
+    np.testing.assert_allclose(features[0], features[5], rtol=1e-4, atol=1e-4)
+    assert sum(1 for n in calls if n == 1) == 1, "the black square is embedded once"
+    assert sum(calls) == 5
+
+
+def test_random_weights_are_seeded_and_identified(embedder):
+    _, identity = images.build_backbone("random")
+    assert identity == embedder.identity and identity.name.startswith("random")
+
+
+def test_weights_default_to_imagenet_unless_asked(monkeypatch):
+    monkeypatch.delenv(images.WEIGHTS_ENV, raising=False)
+    assert images.resolve_weights_setting(None) == "imagenet"
+    monkeypatch.setenv(images.WEIGHTS_ENV, "random")
+    assert images.resolve_weights_setting(None) == "random"
+    assert images.resolve_weights_setting("/w.pth") == "/w.pth"
+
+
+def test_weights_file_path_loads_and_bad_path_fails(tmp_path, embedder):
+    import torch
+
+    path = tmp_path / "resnet50.pth"
+    torch.save(embedder._model.state_dict(), path)
+    _, identity = images.build_backbone(str(path))
+    assert identity.sha256 == embedder.identity.sha256 and identity.name == "file:resnet50.pth"
+    with pytest.raises(PlatformError, match="does not exist"):
+        images.build_backbone(str(tmp_path / "absent.pth"))
+
+
+def test_whole_undecodable_column_is_an_encoding_mistake():
+    with pytest.raises(UserError, match="none of its 2 non-empty cells"):
+        images.check_not_all_undecodable("p_image", ["x", "", "y"], undecodable=2)
+    images.check_not_all_undecodable("p_image", ["x", "", "y"], undecodable=1)
+    images.check_not_all_undecodable("p_image", ["", ""], undecodable=0)
