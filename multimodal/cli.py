@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from multimodal.errors import MultimodalError
+from multimodal.errors import MultimodalError, UserError
 
 logger = logging.getLogger("multimodal")
 
@@ -27,15 +27,25 @@ def _demo(args: argparse.Namespace) -> int:
     if weights == "random":
         logger.warning("image embeddings use RANDOM ResNet50 weights (%s=random): fine for a demo, not for real use",
                        WEIGHTS_ENV)
+    hyperparameters = {"quality": args.quality, "n_mins": args.minutes, **_name_values(args.hp)}
     result = run_demo(Path(args.output), Path(args.train or DATA_DIR / "train.csv"),
-                      Path(args.test or DATA_DIR / "test.csv"), quality=args.quality, n_mins=args.minutes,
-                      image_weights=weights)
+                      Path(args.test or DATA_DIR / "test.csv"), image_weights=weights, **hyperparameters)
     print(f"model:        {result.model_dir}")
     print(f"predictions:  {result.predictions_path}")
     print(f"fit:          {result.fit_seconds:.1f} s; predict {result.test_rows} rows: {result.predict_seconds:.1f} s")
     print(f"accuracy:     {result.accuracy:.4f} on {result.test_rows} held-back rows "
           f"(balanced accuracy {result.balanced_accuracy:.4f})")
     return 0
+
+
+def _name_values(pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UserError(f"--hp takes name=value; got {pair!r}")
+        values[name.strip()] = value
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quality", default="toy", help="AutoGluon quality preset (default: toy)")
     demo.add_argument("--minutes", type=float, default=3.0, help="time budget in minutes (default: 3)")
     demo.add_argument("--image-weights", help="imagenet, random or a weights file (default: $MULTIMODAL_IMAGE_WEIGHTS)")
+    demo.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                      help="any other hyperparameter, repeatable (e.g. --hp num_folds=3)")
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -29,7 +29,7 @@ def layer_sizes(n_inputs: int, n_classes: int) -> tuple[int, int, int]:
     return (2 * n_inputs) // 3 + n_classes, n_inputs // 3 + n_classes, n_classes
 
 
-def build_network(n_inputs: int, n_classes: int):
+def build_network(n_inputs: int, n_classes: int, learning_rate: float = 0.001):
     """The fusion network, compiled: dense ReLU, dense ReLU, softmax; Adam and cross-entropy."""
     keras = _keras()
     first, second, out = layer_sizes(n_inputs, n_classes)
@@ -39,7 +39,7 @@ def build_network(n_inputs: int, n_classes: int):
         keras.layers.Dense(second, activation="relu", name="hidden_2"),
         keras.layers.Dense(out, activation="softmax", name="classes"),
     ], name="fusion")
-    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -60,11 +60,12 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epochs: int, batch_size: int,
-                  validation_fraction: float, patience: int, seed: int, time_limit: float | None = None):
+                  validation_fraction: float, patience: int, seed: int, learning_rate: float = 0.001,
+                  time_limit: float | None = None):
     """Fit the fusion network with early stopping on a stratified validation split; return the model."""
     keras = _keras()
     keras.utils.set_random_seed(seed)
-    model = build_network(inputs.shape[1], n_classes)
+    model = build_network(inputs.shape[1], n_classes, learning_rate)
     train_rows, validation_rows = stratified_split(labels, validation_fraction, seed)
     callbacks = []
     validation = None
@@ -108,7 +109,8 @@ def predict(model, inputs: np.ndarray) -> np.ndarray:
     """Class probabilities (rows sum to 1) for fusion inputs."""
     if len(inputs) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float64)
-    out = np.asarray(model.predict_on_batch(inputs.astype(np.float32)), dtype=np.float64)
+    # A direct call, not model.predict: no per-shape retracing, and no progress machinery per request.
+    out = np.asarray(model(inputs.astype(np.float32), training=False), dtype=np.float64)
     return out / out.sum(axis=1, keepdims=True)
 
 

@@ -57,7 +57,7 @@ class MultimodalClassifier:
     Parameters
     ----------
     quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, eval_metric,
-    validation_fraction, early_stopping_patience, batch_size, image_batch_size, seed
+    validation_fraction, early_stopping_patience, learning_rate, batch_size, image_batch_size, seed
         See ``hyperparameter_specification.json`` (or the README table).
     image_weights : str or None
         ResNet50 weights: ``"imagenet"``, ``"random"`` (tests and offline demos only) or a file path;
@@ -89,6 +89,7 @@ class MultimodalClassifier:
         eval_metric: str = _DEFAULTS["eval_metric"],
         validation_fraction: float = _DEFAULTS["validation_fraction"],
         early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
+        learning_rate: float = _DEFAULTS["learning_rate"],
         batch_size: int = _DEFAULTS["batch_size"],
         image_batch_size: int = _DEFAULTS["image_batch_size"],
         seed: int = _DEFAULTS["seed"],
@@ -105,6 +106,7 @@ class MultimodalClassifier:
         self.eval_metric = eval_metric
         self.validation_fraction = validation_fraction
         self.early_stopping_patience = early_stopping_patience
+        self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.image_batch_size = image_batch_size
         self.seed = seed
@@ -205,7 +207,7 @@ class MultimodalClassifier:
         fusion_model = fusion.train_network(
             fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
             validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
-            seed=params["seed"], time_limit=max(30.0, deadline - time.monotonic()),
+            learning_rate=params["learning_rate"], seed=params["seed"], time_limit=max(30.0, deadline - time.monotonic()),
         )
         self.schema_ = schema
         self.label_map_ = label_map

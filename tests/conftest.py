@@ -8,7 +8,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Fast settings for real fits on small data.
-FAST = dict(quality="toy", n_mins=2, num_folds=2, n_epochs=20, image_weights="random")
+FAST = dict(quality="toy", n_mins=2, num_folds=2, n_epochs=60, learning_rate=0.01, image_weights="random")
 
 
 @pytest.fixture(scope="session")

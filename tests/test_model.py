@@ -1,0 +1,151 @@
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import FAST
+from multimodal import MultimodalClassifier
+from multimodal import tabular
+from multimodal.errors import NotFittedError, PlatformError, UserError
+from synthetic import make_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_predict_proba_has_one_column_per_class_and_the_input_index(fitted, test_frame):
+    frame = test_frame.set_index(pd.Index([f"k{i}" for i in range(len(test_frame))]))
+    proba = fitted.predict_proba(frame)
+    assert list(proba.columns) == ["cat", "dog", "fish"] == fitted.classes_
+    assert proba.index.equals(frame.index)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    predicted = fitted.predict(frame)
+    assert predicted.index.equals(frame.index) and set(predicted) <= {"cat", "dog", "fish"}
+    assert (predicted == frame["label"]).mean() >= 0.8
+
+
+def test_unseen_categories_missing_values_and_extra_columns_predict(fitted, test_frame):
+    frame = test_frame.drop(columns=["label"]).head(4).copy()
+    frame["color_cat"] = ["purple", None, "", "red"]
+    frame["photo_image"] = ["", None, frame["photo_image"].iloc[2], "not an image"]
+    frame["title_text"] = None
+    frame["weight_num"] = [None, "", "1.5", 2]
+    frame["unrelated"] = 1
+    proba = fitted.predict_proba(frame)
+    assert proba.shape == (4, 3) and np.isfinite(proba.to_numpy()).all()
+
+
+def test_model_directory_layout_and_config(saved_model_dir):
+    names = {p.relative_to(saved_model_dir).as_posix() for p in saved_model_dir.iterdir()}
+    assert names == {"text", "num", "cat", "img", "wholistic", "model_config.json"}
+    assert (saved_model_dir / "img" / "photo_image" / "predictor.pkl").is_file()
+    assert (saved_model_dir / "wholistic" / "fusion.keras").is_file()
+    pickles = [p for p in saved_model_dir.rglob("*.pkl")]
+    assert pickles and all(p.relative_to(saved_model_dir).parts[0] in {"text", "num", "cat", "img"} for p in pickles), \
+        "pickles only inside AutoGluon's own directories"
+    config = json.loads((saved_model_dir / "model_config.json").read_text())
+    assert config["classes"] == ["cat", "dog", "fish"]
+    assert config["schema"]["columns"][0] == "ID" and config["schema"]["image"] == ["photo_image"]
+    assert config["image_weights"]["name"] == "random(seed=0)" and len(config["image_weights"]["sha256"]) == 64
+    assert config["hyperparameters"]["quality"] == "toy" and config["hyperparameters"]["num_folds"] == 2
+    layouts = {m["name"]: m["layout"] for m in config["modalities"]}
+    assert layouts["text"] == [0, 1, 2, 3] and layouts["img/photo_image"] == [0, 1, 2, 3], "sentinel label 3"
+    assert layouts["num"] == [0, 1, 2] and layouts["cat"] == [0, 1, 2], "no missing rows, no sentinel"
+    assert config["fusion"]["n_inputs"] == 14 and len(config["fusion"]["inputs"]) == 14
+    assert {"autogluon.tabular", "tensorflow-cpu", "torch", "python"} <= set(config["versions"])
+
+
+def test_load_in_a_fresh_process_gives_identical_probabilities(fitted, saved_model_dir, test_frame, tmp_path):
+    expected = fitted.predict_proba(test_frame).to_numpy()
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        import numpy as np
+        from multimodal import MultimodalClassifier
+        from synthetic import make_frame
+        model = MultimodalClassifier.load({str(saved_model_dir)!r})
+        frame = make_frame(24, seed=1)   # the session's test_frame, rebuilt
+        np.save({str(tmp_path / "proba.npy")!r}, model.predict_proba(frame).to_numpy())
+        print(model.predict(frame).tolist()[:3])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "proba.npy"), expected)
+
+
+def test_loading_with_other_image_weights_fails(saved_model_dir, tmp_path):
+    import torch
+    from torchvision.models import resnet50
+
+    torch.manual_seed(123)
+    torch.save(resnet50(weights=None).state_dict(), tmp_path / "other.pth")
+    with pytest.raises(PlatformError, match="trained with ResNet50 weights random"):
+        MultimodalClassifier.load(saved_model_dir, image_weights=str(tmp_path / "other.pth"))
+
+
+def test_predict_before_fit_fails():
+    with pytest.raises(NotFittedError, match=r"predict\(\) needs a fitted model"):
+        MultimodalClassifier().predict(pd.DataFrame({"a_num": [1]}))
+
+
+def test_params_follow_the_estimator_contract():
+    model = MultimodalClassifier(quality="light")
+    assert model.get_params()["quality"] == "light"
+    assert model.set_params(n_epochs=3) is model and model.n_epochs == 3
+    with pytest.raises(UserError, match="unknown parameter 'epochs'"):
+        model.set_params(epochs=3)
+    assert repr(model) == "MultimodalClassifier(quality='light', n_epochs=3)"
+
+
+def test_integer_labels_in_sample_stacking_and_the_time_budget_split(monkeypatch):
+    fit_deadlines = []
+    real_fit = tabular.fit_modality
+
+    def recording_fit(*args, **kwargs):
+        fit_deadlines.append(time.monotonic() + kwargs["time_limit"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(tabular, "fit_modality", recording_fit)
+    frame = make_frame(45, seed=3).drop(columns=["photo_image"])
+    frame["label"] = frame["label"].map({"cat": 10, "dog": 20, "fish": 30})
+    params = {**FAST, "stacking": "in_sample", "n_mins": 1}
+    job_deadline = time.monotonic() + 60
+    model = MultimodalClassifier(**params).fit(frame)
+    assert model.classes_ == [10, 20, 30]
+    predicted = model.predict(frame)
+    assert predicted.dtype.kind == "i" and set(predicted) <= {10, 20, 30}
+    assert len(fit_deadlines) == 3 and max(fit_deadlines) <= job_deadline, "each fit ends within the job's budget"
+
+
+def test_an_all_empty_image_column_is_skipped_with_a_warning(caplog):
+    frame = make_frame(30, seed=4)[["weight_num", "photo_image", "label"]].assign(photo_image="")
+    with caplog.at_level(logging.WARNING):
+        model = MultimodalClassifier(**FAST).fit(frame)
+    assert "modality 'img/photo_image' skipped" in caplog.text
+    assert [m.name for m in model.modalities_] == ["num"]
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda f: f.drop(columns=["label"]), "no 'label' column"),
+    (lambda f: f.assign(label="cat"), "at least 2 classes"),
+    (lambda f: f[["ID", "label"]], "no feature columns"),
+    (lambda f: f.rename(columns={"age_num": "weight_num"}), "duplicate column names ['weight_num']"),
+    (lambda f: f.assign(weight_num=["1"] * 29 + ["heavy"]), "row 30 (ID='r0029'), column 'weight_num': 'heavy' is not a number"),
+    (lambda f: f.assign(photo_image=["bad"] * 30), "column 'photo_image': none of its 30 non-empty cells"),
+])
+def test_bad_training_data_fails_early_and_clearly(change, words):
+    frame = change(make_frame(30, seed=5, missing=0))
+    with pytest.raises(UserError) as error:
+        MultimodalClassifier(**FAST).fit(frame)
+    assert words in str(error.value)
+
+
+def test_bad_hyperparameter_fails_before_any_work():
+    with pytest.raises(UserError, match="'stacking' must be one of"):
+        MultimodalClassifier(stacking="sideways").fit(make_frame(10))

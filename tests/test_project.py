@@ -1,0 +1,64 @@
+"""The project's promises to a new user: the README's two commands, CI, the demo data and the demo job."""
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from multimodal import cli
+from multimodal.hyperparameters import SPEC_PATH
+from multimodal.schema import infer_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+DEMO_COMMAND = "scripts/demo.sh"
+TEST_COMMAND = "scripts/test.sh"
+
+
+def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_command():
+    setup = README.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^\s*(\S+\.sh)\s*$", setup, flags=re.M)
+    assert commands == [DEMO_COMMAND, TEST_COMMAND]
+    assert f"bash {TEST_COMMAND}" in (ROOT / ".ci" / "run").read_text()
+    for command in commands:
+        assert "setup-venv.sh" in (ROOT / command).read_text(), f"{command} creates .venv when missing"
+
+
+def test_readme_lists_every_hyperparameter_with_its_default():
+    for entry in json.loads(SPEC_PATH.read_text()):
+        row = re.search(rf"^\| `{entry['Name']}` \|.*$", README, flags=re.M)
+        assert row, f"{entry['Name']} missing from the README table"
+        assert f"`{entry['DefaultValue']}`" in row.group(0), f"{entry['Name']} default differs in the README"
+
+
+def test_demo_dataset_is_small_real_and_has_all_four_modalities():
+    train = ROOT / "data" / "demo" / "train.csv"
+    test = ROOT / "data" / "demo" / "test.csv"
+    assert train.stat().st_size + test.stat().st_size < 2_000_000
+    frame = pd.read_csv(train)
+    schema = infer_schema(frame.columns)
+    assert schema.text and schema.numeric and schema.categorical and schema.image and schema.has_id
+    assert frame["label"].nunique() == 3 and len(frame) >= 300
+    assert list(pd.read_csv(test, nrows=1).columns) == list(frame.columns)
+
+
+def test_demo_command_trains_predicts_and_prints_accuracy(tmp_path, capsys):
+    for name, rows in (("train.csv", 45), ("test.csv", 15)):
+        pd.read_csv(ROOT / "data" / "demo" / name, nrows=rows).to_csv(tmp_path / name, index=False)
+    code = cli.main(["demo", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                     "--output", str(tmp_path / "out"), "--minutes", "1", "--image-weights", "random",
+                     "--hp", "num_folds=2", "--hp", "n_epochs=10"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.search(r"accuracy:\s+[01]\.\d{4} on 15 held-back rows", out)
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert len(predictions) == 15 and {"ID", "label", "predicted"} <= set(predictions.columns)
+    assert (tmp_path / "out" / "model" / "model_config.json").is_file()
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("a_num,label\nx,1\ny,2\n")
+    code = cli.main(["demo", "--train", str(tmp_path / "bad.csv"), "--test", str(tmp_path / "bad.csv"),
+                     "--image-weights", "random", "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert "UserError: bad.csv line 2, column 'a_num': 'x' is not a number" in capsys.readouterr().out

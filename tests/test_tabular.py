@@ -1,0 +1,40 @@
+import numpy as np
+import pandas as pd
+
+from multimodal.tabular import OUT_OF_FOLD, IN_SAMPLE, ModalityModel, fit_modality, hyperparameter_preset
+
+
+def test_presets_drop_model_families_that_are_not_installed():
+    preset = hyperparameter_preset("very_light")
+    assert "FASTAI" not in preset and "GBM" in preset
+    assert set(hyperparameter_preset("toy")) == {"NN_TORCH", "GBM", "CAT", "XGB"}
+
+
+def numeric_task(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    features = pd.DataFrame({"a_num": labels * 2 + rng.normal(size=n), "b_num": rng.normal(size=n)})
+    return features, labels
+
+
+def test_out_of_fold_probabilities_cover_every_row_in_layout_order(tmp_path):
+    features, labels = numeric_task()
+    labels = labels.copy()
+    labels[:12] = 2                      # sentinel rows (n_classes=2)
+    model, proba = fit_modality("num", features, labels, 2, tmp_path / "num", quality="toy",
+                                eval_metric="log_loss", time_limit=60, stacking=OUT_OF_FOLD, num_folds=2, seed=0)
+    assert model.layout == [0, 1, 2]
+    assert proba.shape == (80, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    in_sample = model.predict_proba(features)
+    assert not np.allclose(proba, in_sample), "out-of-fold probabilities differ from in-sample ones"
+    loaded = ModalityModel.load("num", tmp_path / "num", model.layout)
+    np.testing.assert_array_equal(loaded.predict_proba(features), in_sample)
+
+
+def test_in_sample_stacking_and_no_sentinel_layout(tmp_path):
+    features, labels = numeric_task()
+    model, proba = fit_modality("num", features, labels, 2, tmp_path / "num", quality="toy",
+                                eval_metric="accuracy", time_limit=60, stacking=IN_SAMPLE, num_folds=2, seed=0)
+    assert model.layout == [0, 1]
+    np.testing.assert_array_equal(proba, model.predict_proba(features))
