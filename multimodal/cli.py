@@ -1,12 +1,14 @@
-"""The ``multimodal`` command line: ``multimodal demo`` for now."""
+"""Command lines: ``multimodal`` (the demo for now) and ``train`` (the SageMaker training entrypoint)."""
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import traceback
 from pathlib import Path
 
-from multimodal.errors import MultimodalError, UserError
+from multimodal.errors import AlgorithmError, MultimodalError, UserError
 
 logger = logging.getLogger("multimodal")
 
@@ -63,6 +65,46 @@ def build_parser() -> argparse.ArgumentParser:
                       help="any other hyperparameter, repeatable (e.g. --hp num_folds=3)")
     demo.set_defaults(handler=_demo)
     return parser
+
+
+class TrainingStopped(BaseException):
+    """SIGTERM arrived (StopTrainingJob, spot interruption); a BaseException so no library swallows it."""
+
+
+def _stop_on_sigterm(signum, frame):
+    raise TrainingStopped("training stopped by SIGTERM (StopTrainingJob, MaxRuntimeInSeconds or a spot "
+                          "interruption); no model was written")
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``train``: run the SageMaker training job under ``$SAGEMAKER_BASE_DIR`` (default /opt/ml).
+
+    The one top-level handler: any failure writes ``output/failure`` (first line: what to fix), removes a
+    half-written model and exits non-zero (2: user error, 143: SIGTERM, 1: anything else).
+    """
+    from multimodal.paths import SageMakerPaths
+    from multimodal.training_job import discard_incomplete_model, run_training, write_failure
+
+    configure_logging()
+    paths = SageMakerPaths.from_environment()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    logger.info("train: SageMaker layout under %s", paths.root)
+    try:
+        run_training(paths)
+        return 0
+    except BaseException as error:  # noqa: BLE001 - the single top-level handler of the job
+        details = traceback.format_exc()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not isinstance(error, (MultimodalError, TrainingStopped)):
+            error = AlgorithmError(f"unexpected {type(error).__name__} during training: {error}", caused_by=None)
+        logger.error("%s: %s", type(error).__name__, error)
+        if isinstance(error, AlgorithmError):
+            logger.error("%s", details)
+        discard_incomplete_model(paths)
+        write_failure(paths, error, details)
+        if isinstance(error, TrainingStopped):
+            return 143
+        return 2 if isinstance(error, UserError) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,10 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epochs: int, batch_size: int,
                   validation_fraction: float, patience: int, seed: int, learning_rate: float = 0.001,
                   time_limit: float | None = None):
-    """Fit the fusion network with early stopping on a stratified validation split; return the model."""
+    """Fit the fusion network with early stopping on a stratified validation split.
+
+    Returns ``(model, validation_rows)``: the rows held out for early stopping, for honest metrics.
+    """
     keras = _keras()
     keras.utils.set_random_seed(seed)
     model = build_network(inputs.shape[1], n_classes, learning_rate)
@@ -87,7 +90,7 @@ def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epo
     logger.info("fusion network %s: %d epochs in %.1f s on %d rows (%d validation); %s",
                 "x".join(str(s) for s in (inputs.shape[1],) + layer_sizes(inputs.shape[1], n_classes)),
                 ran, time.monotonic() - started, len(train_rows), len(validation_rows), summary)
-    return model
+    return model, validation_rows
 
 
 def _TimeLimit(keras, seconds: float):

@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -81,7 +81,9 @@ def decode_image(cell: str) -> Image.Image:
             image.load()
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"not a readable image (the {len(data)} decoded bytes are no known image format)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
             Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"not a readable image ({type(error).__name__}: {error})") from None
     return _to_rgb(image)
@@ -231,13 +233,14 @@ class ImageEmbedder:
             self._blank_embedding = self._forward(preprocess(black_square())[None])[0]
         return self._blank_embedding
 
-    def embed(self, cells: Sequence[str], column: str = "image", row_names: Sequence[str] | None = None,
+    def embed(self, cells: Sequence[str], column: str = "image", describe_row: Callable[[int], str] | None = None,
               ) -> tuple[np.ndarray, np.ndarray, int]:
         """Embed one image column.
 
         Returns ``(features, missing, undecodable)``: an ``(n, 2048)`` float32 array, a mask of the rows
         whose image was missing or undecodable (they get the black-square embedding), and how many
-        non-empty cells could not be decoded (each logged once as a warning with its row).
+        non-empty cells could not be decoded (the first ten logged as warnings, each with its row as
+        ``describe_row(position)`` names it).
         """
         n = len(cells)
         features = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
@@ -263,7 +266,7 @@ class ImageEmbedder:
             except ImageDecodeError as error:
                 undecodable += 1
                 missing[row] = True
-                where = row_names[row] if row_names is not None else f"row {row + 1}"
+                where = describe_row(row) if describe_row is not None else f"row {row + 1}"
                 if undecodable <= 10:
                     logger.warning("%s, column '%s': %s; treated as a missing image", where, column, error)
                 continue

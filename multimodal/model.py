@@ -14,7 +14,7 @@ import pandas as pd
 
 from multimodal import hyperparameters as hp
 from multimodal.errors import NotFittedError, PlatformError, UserError
-from multimodal.features import ModalityFrames, split_modalities
+from multimodal.features import ModalityFrames, describe_row, split_modalities
 from multimodal.labels import LabelMap, drop_missing_labels, sentinel_labels
 from multimodal.model_config import ModalityEntry, ModelConfig
 from multimodal.schema import LABEL_COLUMN, Schema, infer_schema
@@ -204,7 +204,7 @@ class MultimodalClassifier:
             entries.append(ModalityEntry(name=name, kind=kind, columns=list(columns), path=relative,
                                          layout=model.layout))
         fusion_inputs = np.concatenate(train_probas, axis=1)
-        fusion_model = fusion.train_network(
+        fusion_model, validation_rows = fusion.train_network(
             fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
             validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
             learning_rate=params["learning_rate"], seed=params["seed"], time_limit=max(30.0, deadline - time.monotonic()),
@@ -220,6 +220,7 @@ class MultimodalClassifier:
         self.weights_identity_ = embedder.identity if embedder else None
         self._image_weights_setting = embedder.weights if embedder else None
         self.fusion_model_ = fusion_model
+        self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params)
         self.training_summary_ = {
             "rows": int(len(data)),
             "class_counts": {str(c): int(n) for c, n in zip(label_map.classes, counts)},
@@ -228,6 +229,25 @@ class MultimodalClassifier:
         logger.info("fit: done in %.1f s (%d modality models + fusion network)", time.monotonic() - started,
                     len(models))
         return self
+
+    def _training_report(self, entries, fusion_inputs, codes, validation_rows, params) -> dict:
+        """Metrics from training alone: each modality's training-row probabilities (out of fold by default),
+        scored on the rows where it was present, and the fusion network on its held-out split."""
+        from multimodal import fusion
+        from multimodal.metrics import classification_metrics
+
+        n = self.label_map_.n_classes
+        report = {"stacking": params["stacking"], "modalities": {}}
+        for entry, (start, stop) in zip(entries, modality_slices(entries)):
+            block = fusion_inputs[:, start:stop]
+            present = block[:, :n].sum(axis=1) > 0
+            if len(entry.layout) > n:
+                present &= block[:, n] < 0.5
+            report["modalities"][entry.name] = classification_metrics(codes[present], block[present, :n])
+        if len(validation_rows):
+            held_out = fusion.predict(self.fusion_model_, fusion_inputs[validation_rows])
+            report["fusion_holdout"] = classification_metrics(codes[validation_rows], held_out)
+        return report
 
     def _embed_training_images(self, frames: ModalityFrames, data: pd.DataFrame):
         from multimodal.images import ImageEmbedder, check_not_all_undecodable, resolve_weights_setting
@@ -239,7 +259,8 @@ class MultimodalClassifier:
                     embedder.identity.sha256[:12], embedder.device)
         features = {}
         for column, cells in frames.images.items():
-            embeddings, missing, undecodable = embedder.embed(cells.tolist(), column)
+            embeddings, missing, undecodable = embedder.embed(cells.tolist(), column,
+                                                              lambda row: describe_row(data, row))
             check_not_all_undecodable(column, cells.tolist(), undecodable)
             features[column] = (embeddings, missing)
         return embedder, features
@@ -282,7 +303,8 @@ class MultimodalClassifier:
         for model, entry in zip(self.modalities_, self._modality_entries):
             if entry.kind == "image":
                 column = entry.columns[0]
-                embeddings, _, _ = self._embedder().embed(frames.images[column].tolist(), column)
+                embeddings, _, _ = self._embedder().embed(frames.images[column].tolist(), column,
+                                                          lambda row: describe_row(data, row))
                 features = _embedding_frame(embeddings)
             else:
                 features = {"text": frames.text, "num": frames.numeric, "cat": frames.categorical}[entry.kind]
@@ -326,7 +348,7 @@ class MultimodalClassifier:
             hyperparameters=self.hyperparameters_,
             image_weights=({**self.weights_identity_.to_dict(), "setting": self._image_weights_setting}
                            if self.weights_identity_ else None),
-            training=self.training_summary_,
+            training={**self.training_summary_, "report": self.training_report_},
         )
         config.write(directory)
         logger.info("saved model to %s", directory)
@@ -374,8 +396,18 @@ class MultimodalClassifier:
             model._image_weights_setting = setting
             model.weights_identity_ = embedder.identity
         model.fusion_model_ = fusion.load(directory / FUSION_DIR)
-        model.training_summary_ = config.training
+        model.training_summary_ = {k: v for k, v in config.training.items() if k != "report"}
+        model.training_report_ = config.training.get("report", {})
         return model
+
+
+def modality_slices(entries) -> list[tuple[int, int]]:
+    """The (start, stop) columns of each modality in the fusion input."""
+    slices, start = [], 0
+    for entry in entries:
+        slices.append((start, start + len(entry.layout)))
+        start += len(entry.layout)
+    return slices
 
 
 def _embedding_frame(embeddings: np.ndarray) -> pd.DataFrame:

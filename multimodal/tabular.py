@@ -49,6 +49,7 @@ class ModalityModel:
     path: Path
     layout: list[int]
     predictor: object
+    leaderboard: pd.DataFrame | None = None
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Class probabilities in ``layout`` order, one row per feature row."""
@@ -127,7 +128,8 @@ def fit_modality(
     else:
         train_proba = model.predict_proba(features_only)
     best = predictor.model_best
-    score = predictor.leaderboard(silent=True).set_index("model").loc[best, "score_val"]
+    model.leaderboard = predictor.leaderboard(silent=True)
+    score = model.leaderboard.set_index("model").loc[best, "score_val"]
     predictor.delete_models(models_to_keep="best", dry_run=False)
     predictor.save_space()
     logger.info(

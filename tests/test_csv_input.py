@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 
-from multimodal.csv_input import line_of_record, list_csv_files, read_training_csv
+from multimodal.csv_input import CsvSource, line_of_record, list_csv_files, read_training_csv
 from multimodal.errors import UserError
 
 
@@ -37,7 +37,7 @@ def test_bom_and_crlf_are_handled(tmp_path):
 
 def test_bad_number_names_file_line_and_column_even_after_multiline_text(tmp_path):
     path = write(tmp_path / "train.csv", 'ID,a_text,x_num,label\n1,"two\nlines",1,a\n2,ok,1;5,b\n')
-    assert line_of_record(path, 1) == 4
+    assert line_of_record(CsvSource.file(path), 1) == 4
     with pytest.raises(UserError, match=r"train.csv line 4 \(ID='2'\), column 'x_num': '1;5' is not a number"):
         read_training_csv([path])
 

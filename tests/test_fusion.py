@@ -28,10 +28,11 @@ def test_network_learns_separable_inputs_and_round_trips(tmp_path):
         return raw / raw.sum(axis=1, keepdims=True)
 
     inputs = np.concatenate([modality(), modality()], axis=1)
-    model = fusion.train_network(inputs, labels, 3, epochs=60, batch_size=32, validation_fraction=0.2,
+    model, validation_rows = fusion.train_network(inputs, labels, 3, epochs=60, batch_size=32, validation_fraction=0.2,
                                  patience=10, seed=0)
     proba = fusion.predict(model, inputs)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     assert (proba.argmax(axis=1) == labels).mean() > 0.95
+    assert len(validation_rows) == 60
     fusion.save(model, tmp_path)
     assert np.array_equal(fusion.predict(fusion.load(tmp_path), inputs), proba)

@@ -114,3 +114,15 @@ def test_whole_undecodable_column_is_an_encoding_mistake():
         images.check_not_all_undecodable("p_image", ["x", "", "y"], undecodable=2)
     images.check_not_all_undecodable("p_image", ["x", "", "y"], undecodable=1)
     images.check_not_all_undecodable("p_image", ["", ""], undecodable=0)
+
+
+def test_imagenet_weights_come_from_the_torch_cache_or_fail_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))   # an empty cache
+    try:
+        _, identity = images.build_backbone("imagenet")
+    except PlatformError as error:                     # offline: the normal case on build machines
+        message = str(error)
+        assert "resnet50-11ad3fa6.pth" in message and "MULTIMODAL_IMAGE_WEIGHTS=random" in message
+        assert str(tmp_path) in message
+    else:                                              # a machine with internet downloads the real file
+        assert identity.name == "torchvision:IMAGENET1K_V2"

@@ -30,15 +30,17 @@ def test_predict_proba_has_one_column_per_class_and_the_input_index(fitted, test
     assert (predicted == frame["label"]).mean() >= 0.8
 
 
-def test_unseen_categories_missing_values_and_extra_columns_predict(fitted, test_frame):
+def test_unseen_categories_missing_values_and_extra_columns_predict(fitted, test_frame, caplog):
     frame = test_frame.drop(columns=["label"]).head(4).copy()
     frame["color_cat"] = ["purple", None, "", "red"]
     frame["photo_image"] = ["", None, frame["photo_image"].iloc[2], "not an image"]
     frame["title_text"] = None
     frame["weight_num"] = [None, "", "1.5", 2]
     frame["unrelated"] = 1
-    proba = fitted.predict_proba(frame)
+    with caplog.at_level(logging.WARNING):
+        proba = fitted.predict_proba(frame)
     assert proba.shape == (4, 3) and np.isfinite(proba.to_numpy()).all()
+    assert "row 4 (ID='r0003'), column 'photo_image': not a readable image" in caplog.text
 
 
 def test_model_directory_layout_and_config(saved_model_dir):

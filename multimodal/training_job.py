@@ -1,0 +1,196 @@
+"""The SageMaker training job: read the /opt/ml contract, fit, write the model and the reports.
+
+``run_training`` takes a ``SageMakerPaths`` and does the work; the ``train`` entrypoint
+(``multimodal.cli.train_main``) adds logging, SIGTERM handling and the failure file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multimodal import hyperparameters as hp
+from multimodal.channels import channels_on_disk, read_channel, validate_input_data_config
+from multimodal.errors import PlatformError, UserError
+from multimodal.metrics import classification_metrics, metric_lines
+from multimodal.model_config import FILE_NAME as MODEL_CONFIG_FILE
+from multimodal.paths import SageMakerPaths
+from multimodal.schema import LABEL_COLUMN
+
+logger = logging.getLogger(__name__)
+
+# Keys SageMaker or its SDK add to hyperparameters.json that are not the algorithm's own.
+RESERVED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
+
+
+def read_json(path: Path, default=None):
+    """A JSON config file, ``default`` when absent; ``UserError`` when it is not valid JSON."""
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8") or "{}")
+    except ValueError as error:
+        raise UserError(f"{path.name} is not valid JSON ({error}).") from None
+
+
+def read_hyperparameters(paths: SageMakerPaths) -> dict:
+    """The typed hyperparameters from ``hyperparameters.json`` (reserved SageMaker keys dropped)."""
+    raw = read_json(paths.hyperparameters_file, {})
+    if not isinstance(raw, dict):
+        raise UserError("hyperparameters.json must hold a JSON object of name: value.")
+    own = {k: v for k, v in raw.items() if not k.startswith(RESERVED_PREFIXES)}
+    return hp.validate(own)
+
+
+def is_leader(paths: SageMakerPaths) -> bool:
+    """True on the first host of ``resourceconfig.json`` (or when it is absent): that host trains."""
+    config = read_json(paths.resource_config_file, {}) or {}
+    hosts = sorted(config.get("hosts") or [])
+    current = config.get("current_host")
+    if len(hosts) > 1 and current != hosts[0]:
+        logger.info("host %s is not the first of %s: distributed training is not supported yet, this host "
+                    "exits and %s trains", current, hosts, hosts[0])
+        return False
+    return True
+
+
+def clear_directory(directory: Path) -> None:
+    """Remove everything inside ``directory`` (it may be a mount point, so the directory itself stays)."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def discard_incomplete_model(paths: SageMakerPaths) -> None:
+    """After a failure, leave no half-written model that ``serve`` could try to load."""
+    if paths.model_dir.is_dir() and not (paths.model_dir / MODEL_CONFIG_FILE).is_file():
+        clear_directory(paths.model_dir)
+
+
+def evaluate(model, frame: pd.DataFrame) -> dict:
+    """Fusion and per-modality metrics of a fitted model on a labelled frame."""
+    from multimodal.labels import drop_missing_labels
+    from multimodal.model import modality_slices
+
+    frame = drop_missing_labels(frame, LABEL_COLUMN)
+    codes = model.label_map_.encode(frame[LABEL_COLUMN])
+    inputs = model.fusion_inputs(frame)
+    from multimodal import fusion
+
+    proba = fusion.predict(model.fusion_model_, inputs)
+    n = len(model.classes_)
+    result = {"fusion": classification_metrics(codes, proba), "modalities": {}}
+    for entry, (start, stop) in zip(model._modality_entries, modality_slices(model._modality_entries)):
+        result["modalities"][entry.name] = classification_metrics(codes, inputs[:, start:start + n])
+    return result, codes, proba
+
+
+def write_confusion_matrix(path: Path, codes: np.ndarray, proba: np.ndarray, classes: list, title: str) -> None:
+    """A PNG confusion matrix (rows: true class, columns: predicted class, with counts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    matrix = np.zeros((k, k), dtype=int)
+    np.add.at(matrix, (codes, proba.argmax(axis=1)), 1)
+    size = min(2 + 0.6 * k, 20)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    labels = [str(c)[:20] for c in classes]
+    axis.set_xticks(range(k), labels, rotation=45, ha="right")
+    axis.set_yticks(range(k), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                axis.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                          color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def run_training(paths: SageMakerPaths) -> None:
+    """Run one training job against the /opt/ml layout of ``paths``."""
+    from multimodal.images import resolve_weights_setting
+    from multimodal.model import MultimodalClassifier
+
+    started = time.monotonic()
+    if not is_leader(paths):
+        return
+    params = read_hyperparameters(paths)
+    logger.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
+    config = read_json(paths.input_data_config_file, None)
+    if config is None:
+        config = channels_on_disk(paths)
+        logger.info("no inputdataconfig.json: using the channel directories present (%s)", sorted(config))
+    channels = validate_input_data_config(config)
+    train = read_channel(paths, "train", channels["train"])
+    validation = read_channel(paths, "validation", channels["validation"]) if "validation" in channels else None
+
+    model = MultimodalClassifier(**params, image_weights=resolve_weights_setting(None)).fit(train)
+
+    report = {"stacking": params["stacking"], "train": model.training_report_}
+    lines = []
+    for name, metrics in model.training_report_["modalities"].items():
+        lines += metric_lines(f"train:{name}", metrics)
+    if validation is not None:
+        scored, codes, proba = evaluate(model, validation)
+        report["validation"] = {"source": "validation channel", **scored}
+        title = f"validation channel ({len(codes)} rows)"
+    elif "fusion_holdout" in model.training_report_:
+        report["validation"] = {"source": "fusion network hold-out split of the training rows",
+                                "fusion": model.training_report_["fusion_holdout"]}
+        codes = proba = None
+    else:
+        codes = proba = None
+    if "validation" in report:
+        lines += metric_lines("validation", report["validation"]["fusion"])
+        for name, metrics in report["validation"].get("modalities", {}).items():
+            lines += metric_lines(f"validation:{name}", metrics)
+
+    paths.output_data_dir.mkdir(parents=True, exist_ok=True)
+    (paths.output_data_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    leaderboards = paths.output_data_dir / "leaderboards"
+    leaderboards.mkdir(exist_ok=True)
+    for modality in model.modalities_:
+        if modality.leaderboard is not None:
+            modality.leaderboard.to_csv(leaderboards / (modality.name.replace("/", "__") + ".csv"), index=False)
+    if codes is not None:
+        write_confusion_matrix(paths.output_data_dir / "confusion_matrix.png", codes, proba, model.classes_, title)
+    for line in lines:
+        print(line, flush=True)
+
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    clear_directory(paths.model_dir)
+    model.save(paths.model_dir)
+    logger.info("training job done in %.1f s: model in %s, reports in %s", time.monotonic() - started,
+                paths.model_dir, paths.output_data_dir)
+
+
+def write_failure(paths: SageMakerPaths, error: BaseException, details: str) -> None:
+    """``output/failure``: a first line that says what to fix (under 1024 characters), then details."""
+    headline = f"{type(error).__name__}: {error}".replace("\n", " ")
+    if len(headline) > 1000:
+        headline = headline[:997] + "..."
+    try:
+        paths.output_dir.mkdir(parents=True, exist_ok=True)
+        temporary = paths.failure_file.with_suffix(".tmp")
+        temporary.write_text(headline + "\n\n" + details, encoding="utf-8")
+        os.replace(temporary, paths.failure_file)
+    except OSError as io_error:
+        raise PlatformError(f"cannot write {paths.failure_file}", caused_by=io_error) from io_error
