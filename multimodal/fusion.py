@@ -76,6 +76,7 @@ def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epo
         validation = (inputs[validation_rows], labels[validation_rows])
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                        restore_best_weights=True))
+    callbacks.append(_Progress(keras, epochs))
     if time_limit is not None:
         callbacks.append(_TimeLimit(keras, time_limit))
     started = time.monotonic()
@@ -91,6 +92,25 @@ def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epo
                 "x".join(str(s) for s in (inputs.shape[1],) + layer_sizes(inputs.shape[1], n_classes)),
                 ran, time.monotonic() - started, len(train_rows), len(validation_rows), summary)
     return model, validation_rows
+
+
+def _Progress(keras, epochs: int, every_seconds: float = 15.0):
+    class Progress(keras.callbacks.Callback):
+        """Logs the epoch and losses at most every ``every_seconds`` (readable in CloudWatch, no bars)."""
+
+        def on_train_begin(self, logs=None):
+            self.last = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            if now - self.last >= every_seconds:
+                self.last = now
+                logs = logs or {}
+                logger.info("fusion network: epoch %d/%d, loss %.4f, validation loss %s", epoch + 1, epochs,
+                            logs.get("loss", float("nan")),
+                            f"{logs['val_loss']:.4f}" if "val_loss" in logs else "n/a")
+
+    return Progress()
 
 
 def _TimeLimit(keras, seconds: float):

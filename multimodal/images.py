@@ -275,9 +275,10 @@ class ImageEmbedder:
             if len(batch_rows) >= self.batch_size:
                 flush()
                 now = time.monotonic()
-                if now - last_log > 30:
-                    logger.info("column '%s': embedded %d/%d rows (%.1f rows/s)", column, row + 1, n,
-                                (row + 1) / (now - started))
+                if now - last_log > 15:
+                    rate = (row + 1) / (now - started)
+                    logger.info("column '%s': embedded %d/%d rows (%.1f rows/s, about %.0f s left)", column,
+                                row + 1, n, rate, (n - row - 1) / rate)
                     last_log = now
         flush()
         if missing.any():

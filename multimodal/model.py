@@ -244,10 +244,18 @@ class MultimodalClassifier:
             if len(entry.layout) > n:
                 present &= block[:, n] < 0.5
             report["modalities"][entry.name] = classification_metrics(codes[present], block[present, :n])
+        self._fusion_holdout = None
         if len(validation_rows):
             held_out = fusion.predict(self.fusion_model_, fusion_inputs[validation_rows])
             report["fusion_holdout"] = classification_metrics(codes[validation_rows], held_out)
+            self._fusion_holdout = (codes[validation_rows], held_out)
         return report
+
+    @property
+    def fusion_holdout_(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(label codes, probabilities) of the rows the fusion network held out for early stopping,
+        from the last ``fit`` (None after ``load`` or when nothing was held out)."""
+        return getattr(self, "_fusion_holdout", None)
 
     def _embed_training_images(self, frames: ModalityFrames, data: pd.DataFrame):
         from multimodal.images import ImageEmbedder, check_not_all_undecodable, resolve_weights_setting

@@ -87,11 +87,11 @@ class Schema:
         )
 
 
-def infer_schema(columns: Iterable[str], source: str = "the training data") -> Schema:
+def infer_schema(columns: Iterable[str], source: str = "the training data", warn: bool = True) -> Schema:
     """Split a training header into label, ID and feature columns by suffix.
 
     Raises ``UserError`` for duplicate names, a missing ``label`` column or no feature column.
-    Any other column is ignored, with one warning that lists them all.
+    Any other column is ignored, with one warning that lists them all (unless ``warn`` is False).
     """
     columns = tuple(str(c) for c in columns)
     duplicates = find_duplicates(columns)
@@ -117,7 +117,7 @@ def infer_schema(columns: Iterable[str], source: str = "the training data") -> S
             f"{source}: no feature columns; name features with a suffix _text, _num, _cat or _image "
             f"(columns seen: {list(columns)[:20]})."
         )
-    if ignored:
+    if ignored and warn:
         logger.warning(
             "%s: ignoring %d column(s) without a feature suffix (_text, _num, _cat, _image): %s",
             source, len(ignored), ignored,

@@ -21,7 +21,7 @@ from multimodal.errors import PlatformError, UserError
 from multimodal.metrics import classification_metrics, metric_lines
 from multimodal.model_config import FILE_NAME as MODEL_CONFIG_FILE
 from multimodal.paths import SageMakerPaths
-from multimodal.schema import LABEL_COLUMN
+from multimodal.schema import LABEL_COLUMN, infer_schema
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,16 @@ def run_training(paths: SageMakerPaths) -> None:
         logger.info("no inputdataconfig.json: using the channel directories present (%s)", sorted(config))
     channels = validate_input_data_config(config)
     train = read_channel(paths, "train", channels["train"])
-    validation = read_channel(paths, "validation", channels["validation"]) if "validation" in channels else None
+    infer_schema(train.columns, source="channel 'train'", warn=False)   # fail fast; fit() warns once
+    validation = None
+    if "validation" in channels:
+        validation = read_channel(paths, "validation", channels["validation"])
+        if set(validation.columns) != set(train.columns):
+            raise UserError(
+                f"channel 'validation' has other columns than channel 'train': extra "
+                f"{sorted(set(validation.columns) - set(train.columns))}, missing "
+                f"{sorted(set(train.columns) - set(validation.columns))}; use the training header."
+            )
 
     model = MultimodalClassifier(**params, image_weights=resolve_weights_setting(None)).fit(train)
 
@@ -152,10 +161,11 @@ def run_training(paths: SageMakerPaths) -> None:
         scored, codes, proba = evaluate(model, validation)
         report["validation"] = {"source": "validation channel", **scored}
         title = f"validation channel ({len(codes)} rows)"
-    elif "fusion_holdout" in model.training_report_:
+    elif model.fusion_holdout_ is not None:
         report["validation"] = {"source": "fusion network hold-out split of the training rows",
                                 "fusion": model.training_report_["fusion_holdout"]}
-        codes = proba = None
+        codes, proba = model.fusion_holdout_
+        title = f"fusion hold-out split of the training rows ({len(codes)} rows)"
     else:
         codes = proba = None
     if "validation" in report:

@@ -1,0 +1,181 @@
+"""The SageMaker training contract, run for real: the `train` executable against temporary /opt/ml trees."""
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from multimodal import aws_shapes
+from multimodal.hyperparameters import SPEC_PATH, declarations
+from sagemaker_tree import ROOT, TRAIN, make_tree, run_train
+from synthetic import make_frame
+
+FAST_HP = {"quality": "toy", "n_mins": "1", "num_folds": "2", "n_epochs": "40", "learning_rate": "0.01"}
+METRICS = json.loads((ROOT / "metric_definitions.json").read_text())
+
+
+def headline(root: Path) -> str:
+    return (root / "output" / "failure").read_text().splitlines()[0]
+
+
+def test_two_train_files_a_validation_channel_and_json_encoded_hyperparameters(tmp_path):
+    frame = make_frame(60)
+    encoded = {name: json.dumps(value) for name, value in FAST_HP.items()}   # as SDK framework estimators send
+    root = make_tree(tmp_path, {"train": [frame.iloc[:30], frame.iloc[30:]], "validation": [make_frame(21, seed=2)]},
+                     encoded)
+    result = run_train(root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not (root / "output" / "failure").exists()
+    config = json.loads((root / "model" / "model_config.json").read_text())
+    assert config["training"]["rows"] == 60 and config["hyperparameters"]["quality"] == "toy"
+    data = root / "output" / "data"
+    metrics = json.loads((data / "metrics.json").read_text())
+    assert metrics["validation"]["source"] == "validation channel"
+    assert metrics["validation"]["fusion"]["rows"] == 21
+    assert set(metrics["validation"]["modalities"]) == {"text", "num", "cat", "img/photo_image"}
+    assert set(metrics["train"]["modalities"]) == {"text", "num", "cat", "img/photo_image"}
+    assert (data / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (data / "leaderboards").iterdir()) == \
+        ["cat.csv", "img__photo_image.csv", "num.csv", "text.csv"]
+    for definition in METRICS["MetricDefinitions"]:
+        values = re.findall(definition["Regex"], result.stdout)
+        assert len(values) == 1, f"{definition['Name']}: {values}"
+        assert 0.0 <= float(values[0]) < 100
+    assert float(re.findall(r"validation:accuracy=([0-9.]+);", result.stdout)[0]) == \
+        pytest.approx(metrics["validation"]["fusion"]["accuracy"], abs=1e-6)
+    for phase in ("channel 'train' (File mode): 60 rows from 2 source(s)", "embedded", "modality 'text': fitted",
+                  "fusion network", "training job done"):
+        assert phase in result.stdout
+
+
+def test_pipe_mode_streams_the_csv_and_reports_the_fusion_hold_out(tmp_path):
+    frame = make_frame(45, seed=6).drop(columns=["photo_image"])
+    root = make_tree(tmp_path, {}, FAST_HP)
+    (root / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(
+        {"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe", "S3DistributionType": "FullyReplicated"}}))
+    pipe = root / "input" / "data" / "train_0"
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+
+    def feed():
+        with open(pipe, "w") as handle:
+            handle.write(frame.to_csv(index=False))
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = run_train(root)
+    writer.join(timeout=5)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "channel 'train' (Pipe mode): 45 rows" in result.stdout
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["validation"]["source"].startswith("fusion network hold-out")
+    assert (root / "output" / "data" / "confusion_matrix.png").is_file()
+    assert (root / "model" / "model_config.json").is_file()
+
+
+def test_a_host_that_is_not_first_exits_cleanly(tmp_path):
+    root = make_tree(tmp_path, {"train": [make_frame(10)]})
+    (root / "input" / "config" / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-2", "hosts": ["algo-2", "algo-1"]}))
+    result = run_train(root)
+    assert result.returncode == 0
+    assert "not the first" in result.stdout
+    assert not any((root / "model").iterdir()) and not (root / "output" / "failure").exists()
+
+
+def _no_label(root):
+    return make_tree(root, {"train": [make_frame(10).drop(columns=["label"])]})
+
+
+def _empty_channel(root):
+    root = make_tree(root, {"train": []})
+    (root / "input" / "data" / "train" / "notes.txt").write_text("not a csv")
+    return root
+
+
+@pytest.mark.parametrize("build, words", [
+    (_no_label, "UserError: channel 'train': no 'label' column"),
+    (lambda r: make_tree(r, {"train": [make_frame(10)]}, {"qualty": "toy"}),
+     "UserError: unknown hyperparameter(s) ['qualty']; valid names: "),
+    (lambda r: make_tree(r, {"train": [make_frame(10)]}, {"n_epochs": "-1"}),
+     "UserError: hyperparameter 'n_epochs' must be an integer from 1 to 1000; got '-1'."),
+    (_empty_channel, "UserError: channel 'train' has no .csv or .csv.gz files (found: ['notes.txt'])"),
+    (lambda r: make_tree(r, {"validation": [make_frame(10)]}), "UserError: the 'train' channel is required"),
+    (lambda r: make_tree(r, {"train": [make_frame(10)], "validation": [make_frame(5).assign(extra_num=1)]}),
+     "UserError: channel 'validation' has other columns than channel 'train': extra ['extra_num'], missing []"),
+    (lambda r: make_tree(r, {"train": [make_frame(10)], "testing": [make_frame(5)]}),
+     "UserError: unknown channel(s) ['testing']; this algorithm takes ['train', 'validation']"),
+    (lambda r: make_tree(r, {"train": [make_frame(10).assign(age_num="ten")]}),
+     "UserError: part-0.csv line 2 (ID='r0000'), column 'age_num': 'ten' is not a number"),
+])
+def test_each_failure_writes_a_one_line_reason_and_leaves_no_model(tmp_path, build, words):
+    root = build(tmp_path)
+    (root / "model" / "stale.txt").write_text("left from an earlier attempt")
+    result = run_train(root, timeout=120)
+    assert result.returncode != 0
+    first = headline(root)
+    prefix, _, rest = words.partition("...")
+    assert first.startswith(prefix) and rest in first, first
+    assert len(first) < 1024
+    assert "Traceback" in (root / "output" / "failure").read_text()
+    assert not any((root / "model").iterdir()), "no half-written model is left"
+
+
+def test_sigterm_stops_training_within_30_seconds_with_a_failure_message(tmp_path):
+    root = make_tree(tmp_path, {"train": [make_frame(60)]}, {"quality": "toy", "n_mins": "30"})
+    environment = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "MULTIMODAL_IMAGE_WEIGHTS": "random"}
+    process = subprocess.Popen([TRAIN], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any("modality 'text': fitted" in line for line in seen):
+        assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    code = process.wait(timeout=30)
+    assert time.monotonic() - stopped < 30
+    assert code == 143
+    assert headline(root).startswith("TrainingStopped: training stopped by SIGTERM")
+    assert not any((root / "model").iterdir())
+
+
+def test_train_on_the_environment_path_is_this_projects_entrypoint():
+    text = Path(TRAIN).read_text()
+    assert "from multimodal.cli import train_main" in text, "the toolkit's `train` must not shadow ours"
+
+
+def test_hyperparameter_specification_is_a_valid_supported_hyperparameters_list():
+    spec = json.loads(SPEC_PATH.read_text())
+    member = aws_shapes.shape("TrainingSpecification").members["SupportedHyperParameters"]
+    assert aws_shapes.problems(spec, member) == []
+    names = [entry["Name"] for entry in spec]
+    assert len(names) == len(set(names))
+    assert {"n_hours", "n_mins", "n_secs", "n_epochs", "quality"} <= set(names), "the original's names stay"
+    for entry in spec:
+        assert not (entry.get("IsRequired") and "DefaultValue" in entry), entry["Name"]
+        assert list(entry["Range"]) == [entry["Type"] + "ParameterRangeSpecification"], entry["Name"]
+        declaration = declarations()[entry["Name"]]
+        assert declaration.parse(entry["DefaultValue"]) is not None   # the default is inside its own range
+
+
+def test_metric_definitions_and_tuning_objectives_are_valid():
+    for definition in METRICS["MetricDefinitions"]:
+        assert aws_shapes.problems(definition, aws_shapes.shape("MetricDefinition")) == []
+        re.compile(definition["Regex"])
+    names = {d["Name"] for d in METRICS["MetricDefinitions"]}
+    for objective in METRICS["SupportedTuningJobObjectiveMetrics"]:
+        assert aws_shapes.problems(objective, aws_shapes.shape("HyperParameterTuningJobObjective")) == []
+        assert objective["MetricName"] in names
+
+
+def test_strict_shape_check_catches_what_botocore_skips():
+    found = aws_shapes.problems({"Name": "x" * 300, "Type": "Bogus"}, aws_shapes.shape("HyperParameterSpecification"))
+    assert any("longer than 256" in p for p in found) and any("'Bogus' is not one of" in p for p in found)
