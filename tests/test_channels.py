@@ -1,0 +1,78 @@
+import gzip
+import os
+import threading
+
+import pytest
+
+from multimodal.channels import read_channel, validate_input_data_config
+from multimodal.errors import UserError
+from multimodal.paths import SageMakerPaths
+
+CSV = "ID,x_num,label\n1,1.5,a\n2,2,b\n"
+
+
+@pytest.mark.parametrize("mode", ["File", "FastFile"])
+def test_file_modes_read_every_csv_and_gz_file(tmp_path, mode):
+    paths = SageMakerPaths(tmp_path)
+    directory = paths.channel_dir("train")
+    directory.mkdir(parents=True)
+    (directory / "a.csv").write_text(CSV)
+    with gzip.open(directory / "b.csv.gz", "wt") as handle:
+        handle.write(CSV)
+    (directory / ".hidden.csv").write_text("junk")
+    table = read_channel(paths, "train", {"TrainingInputMode": mode})
+    assert table["ID"].tolist() == ["1", "2", "1", "2"]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_pipe_mode_reads_the_fifo_once(tmp_path, compressed):
+    paths = SageMakerPaths(tmp_path)
+    pipe = paths.channel_pipe("train")
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+    payload = gzip.compress(CSV.encode()) if compressed else CSV.encode()
+
+    def feed():
+        with open(pipe, "wb") as handle:
+            handle.write(payload)
+
+    threading.Thread(target=feed, daemon=True).start()
+    settings = {"TrainingInputMode": "Pipe", "CompressionType": "Gzip" if compressed else "None"}
+    assert read_channel(paths, "train", settings)["label"].tolist() == ["a", "b"]
+
+
+def test_pipe_errors_name_the_record_not_a_line(tmp_path):
+    paths = SageMakerPaths(tmp_path)
+    pipe = paths.channel_pipe("train")
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+    threading.Thread(target=lambda: pipe.write_text("x_num,label\n1,a\nbad,b\n"), daemon=True).start()
+    with pytest.raises(UserError, match=r"train_0 record 2, column 'x_num': 'bad' is not a number"):
+        read_channel(paths, "train", {"TrainingInputMode": "Pipe"})
+
+
+@pytest.mark.parametrize("config, words", [
+    ({}, "the 'train' channel is required"),
+    ({"train": {}, "test": {}}, "unknown channel(s) ['test']"),
+    ({"train": {"TrainingInputMode": "Stream"}}, "input mode 'Stream' is not supported"),
+    ({"train": {"ContentType": "application/x-parquet"}}, "content type 'application/x-parquet' is not supported"),
+    ({"train": {"CompressionType": "Zip"}}, "compression 'Zip' is not supported"),
+])
+def test_input_data_config_is_checked(config, words):
+    with pytest.raises(UserError) as error:
+        validate_input_data_config(config)
+    assert words in str(error.value)
+
+
+def test_valid_config_passes_and_missing_directory_fails(tmp_path):
+    assert validate_input_data_config({"train": {"ContentType": "text/csv"}, "validation": {}})
+    with pytest.raises(UserError, match="directory .* does not exist"):
+        read_channel(SageMakerPaths(tmp_path), "train", {"TrainingInputMode": "File"})
+
+
+def test_root_comes_from_sagemaker_base_dir():
+    assert SageMakerPaths.from_environment({}).root.as_posix() == "/opt/ml"
+    paths = SageMakerPaths.from_environment({"SAGEMAKER_BASE_DIR": "/tmp/x"})
+    assert paths.hyperparameters_file.as_posix() == "/tmp/x/input/config/hyperparameters.json"
+    assert paths.failure_file.as_posix() == "/tmp/x/output/failure"
+    assert paths.channel_pipe("train").as_posix() == "/tmp/x/input/data/train_0"
