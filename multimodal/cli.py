@@ -1,4 +1,4 @@
-"""Command lines: ``multimodal`` (the demo for now) and ``train`` (the SageMaker training entrypoint)."""
+"""Command lines: ``multimodal`` (demo, transform), ``train`` and ``serve`` (the SageMaker entrypoints)."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +40,31 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transform(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from multimodal.transform import LocalServer, run_transform, unpack_model
+
+    environment = {}
+    if args.probabilities:
+        environment["MULTIMODAL_OUTPUT_PROBABILITIES"] = "true"
+    if args.image_weights:
+        environment["MULTIMODAL_IMAGE_WEIGHTS"] = args.image_weights
+    with tempfile.TemporaryDirectory(prefix="multimodal-model-") as scratch:
+        model_dir = unpack_model(Path(args.model), Path(scratch))
+        with LocalServer(model_dir, environment) as server:
+            ready = server.wait_ready()
+            logger.info("serve answered /ping after %.1f s", ready)
+            result = run_transform(server, Path(args.input), Path(args.output), args.content_type, args.accept,
+                                   args.batch_strategy, args.max_payload_mb, args.join_source)
+    for path in result.outputs:
+        print(f"output:   {path}")
+    for name, reason in result.failures.items():
+        print(f"failed:   {name}: {reason}")
+    print(f"records:  {result.records} in {result.seconds:.1f} s")
+    return 0 if not result.failures else 1
+
+
 def _name_values(pairs: list[str]) -> dict[str, str]:
     values = {}
     for pair in pairs:
@@ -64,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                       help="any other hyperparameter, repeatable (e.g. --hp num_folds=3)")
     demo.set_defaults(handler=_demo)
+
+    transform = commands.add_parser("transform", help="run a local batch-transform job against `serve`")
+    transform.add_argument("--model", required=True, help="model directory or model.tar.gz")
+    transform.add_argument("--input", required=True, help="folder of input files (one .out per file)")
+    transform.add_argument("--output", required=True, help="folder for the .out files")
+    transform.add_argument("--content-type", default="text/csv", choices=["text/csv", "application/jsonlines"])
+    transform.add_argument("--accept", default="text/csv",
+                           choices=["text/csv", "application/jsonlines", "application/json"])
+    transform.add_argument("--batch-strategy", choices=["MultiRecord", "SingleRecord"],
+                           help="default: what /execution-parameters says")
+    transform.add_argument("--max-payload-mb", type=int, help="default: what /execution-parameters says")
+    transform.add_argument("--join-source", default="None", choices=["None", "Input"])
+    transform.add_argument("--probabilities", action="store_true", help="add one probability column per class")
+    transform.add_argument("--image-weights", help="imagenet, random or a weights file (default: as trained)")
+    transform.set_defaults(handler=_transform)
     return parser
 
 
@@ -105,6 +145,21 @@ def train_main(argv: list[str] | None = None) -> int:
         if isinstance(error, TrainingStopped):
             return 143
         return 2 if isinstance(error, UserError) else 1
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """``serve``: the inference server over the model in ``$SAGEMAKER_BASE_DIR/model`` (default /opt/ml/model)."""
+    from multimodal.paths import SageMakerPaths
+    from multimodal.server import run_server
+    from multimodal.server_settings import ServerSettings
+
+    configure_logging()
+    try:
+        run_server(SageMakerPaths.from_environment(), ServerSettings.from_environment())
+        return 0
+    except MultimodalError as error:
+        logger.error("%s: %s", type(error).__name__, error)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

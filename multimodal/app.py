@@ -1,0 +1,112 @@
+"""The Flask app of the inference server: ``/ping``, ``/execution-parameters``, ``/invocations``.
+
+``create_app(loader, settings)`` starts loading the model in a background thread, so ``/ping`` answers
+at once (503 until the model is ready, then 200) and keeps answering while ``/invocations`` run.
+Status codes follow the error class: bad requests 4xx (with the line and column), model not ready 503.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+from flask import Flask, Response, request
+
+from multimodal.errors import MultimodalError
+from multimodal.payloads import PayloadError, encode_results, parse_payload, response_format
+from multimodal.schema import ID_COLUMN
+from multimodal.server_settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    """Loads the model once, in the background, and serialises predictions on it."""
+
+    def __init__(self, loader: Callable[[], object]):
+        self._loader = loader
+        self.model = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.predict_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Begin loading in a daemon thread."""
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            self.model = self._loader()
+            logger.info("model loaded in %.1f s; ready for /invocations", time.monotonic() - started)
+        except BaseException as error:  # noqa: BLE001 - reported by /ping and /invocations
+            self.error = error
+            logger.error("model failed to load: %s: %s", type(error).__name__, error)
+        finally:
+            self.ready.set()
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body.rstrip("\n") + "\n", status=status, mimetype="text/plain")
+
+
+def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
+    """The Flask app over a ``ModelHolder`` (loading starts here)."""
+    app = Flask("multimodal")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
+    holder.start()
+
+    @app.get("/ping")
+    def ping():
+        if holder.model is not None:
+            return Response(status=200)
+        if holder.error is not None:
+            return _text(f"model failed to load: {type(holder.error).__name__}: {holder.error}", 500)
+        return _text("loading the model", 503)
+
+    @app.get("/execution-parameters")
+    def execution_parameters():
+        return Response(json.dumps(settings.execution_parameters()), status=200, mimetype="application/json")
+
+    @app.post("/invocations")
+    def invocations():
+        if holder.model is None:
+            if holder.error is not None:
+                return _text(f"model failed to load: {holder.error}", 500)
+            return _text("the model is still loading; retry after /ping answers 200", 503)
+        model = holder.model
+        started = time.monotonic()
+        try:
+            kind, with_proba = response_format(request.headers.get("Accept"), settings.probabilities)
+            parsed = parse_payload(request.get_data(cache=False), request.headers.get("Content-Type"), model.schema_)
+            with holder.predict_lock:
+                proba = model.predict_proba(parsed.frame).to_numpy()
+        except PayloadError as error:
+            logger.warning("/invocations %d: %s", error.status, error)
+            return _text(str(error), error.status)
+        except MultimodalError as error:
+            logger.warning("/invocations 400: %s", error)
+            return _text(f"{type(error).__name__}: {error}", 400)
+        labels = model.label_map_.decode(np.argmax(proba, axis=1)).tolist()
+        ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
+        body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
+        logger.info("/invocations: %d records in %.2f s", len(labels), time.monotonic() - started)
+        return Response(body, status=200, mimetype=kind)
+
+    @app.errorhandler(413)
+    def too_large(_error):
+        return _text(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller mini-batches "
+                     "or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.", 413)
+
+    @app.errorhandler(404)
+    def not_found(_error):
+        return _text("not found: this server answers GET /ping, GET /execution-parameters and POST /invocations", 404)
+
+    @app.errorhandler(405)
+    def wrong_method(_error):
+        return _text("method not allowed: GET /ping, GET /execution-parameters, POST /invocations", 405)
+
+    return app

@@ -1,0 +1,226 @@
+"""Request parsing and response encoding for ``/invocations``: pure functions, no web framework.
+
+Parsing turns a body (CSV without header, JSON Lines, or a JSON list) into a DataFrame of text cells
+in the model's inference column order; every problem is a ``PayloadError`` with an HTTP status and a
+message naming the line and the column. Encoding writes exactly one result per record, in order.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from multimodal.errors import UserError
+from multimodal.features import BadValueError, parse_numeric
+from multimodal.schema import ID_COLUMN, LABEL_COLUMN, Schema
+
+CSV = "text/csv"
+JSON_LINES = "application/jsonlines"
+JSON = "application/json"
+CONTENT_TYPES = {CSV: CSV, "application/x-csv": CSV, JSON_LINES: JSON_LINES, "application/x-jsonlines": JSON_LINES,
+                 "application/jsonl": JSON_LINES, JSON: JSON}
+ACCEPT_TYPES = (CSV, JSON_LINES, JSON)
+
+
+class PayloadError(UserError):
+    """A request the server refuses; ``status`` is the HTTP status to answer with (4xx)."""
+
+    def __init__(self, message: str, status: int = 400):
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class MediaType:
+    """A parsed Content-Type or Accept value: the type and its parameters."""
+
+    type: str
+    parameters: dict
+
+    @classmethod
+    def parse(cls, value: str | None, default: str) -> "MediaType":
+        """``text/csv; probabilities=true`` → MediaType("text/csv", {"probabilities": "true"})."""
+        parts = [p.strip() for p in (value or "").split(";")]
+        kind = parts[0].lower() or default
+        parameters = {}
+        for part in parts[1:]:
+            name, _, val = part.partition("=")
+            if name:
+                parameters[name.strip().lower()] = val.strip().strip('"').lower()
+        return cls(kind, parameters)
+
+
+def request_format(content_type: str | None) -> str:
+    """The canonical format of a Content-Type (default CSV); 415 for anything else."""
+    kind = MediaType.parse(content_type, CSV).type
+    if kind not in CONTENT_TYPES:
+        raise PayloadError(f"content type {kind!r} is not supported; send text/csv, application/jsonlines or "
+                           "application/json.", status=415)
+    return CONTENT_TYPES[kind]
+
+
+def response_format(accept: str | None, default_probabilities: bool) -> tuple[str, bool]:
+    """(format, include probabilities) for an Accept header; 406 when no offered format fits."""
+    for candidate in (accept or CSV).split(","):
+        media = MediaType.parse(candidate, CSV)
+        kind = CSV if media.type in ("*/*", "text/*") else CONTENT_TYPES.get(media.type, media.type)
+        if kind in ACCEPT_TYPES:
+            flag = media.parameters.get("probabilities")
+            return kind, (flag in ("true", "1", "yes")) if flag is not None else default_probabilities
+    raise PayloadError(f"cannot answer in {accept!r}; accept text/csv, application/jsonlines or application/json.",
+                       status=406)
+
+
+@dataclass
+class ParsedPayload:
+    """The records of one request: features as text cells, and the input line of each record."""
+
+    frame: pd.DataFrame
+    lines: list[int]
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = body[:error.start].count(b"\n") + 1
+        raise PayloadError(f"line {line}: the payload is not UTF-8 (byte {error.start}).") from None
+
+
+def parse_csv(body: bytes, schema: Schema) -> ParsedPayload:
+    """CSV records without header (RFC 4180 quoting) in the training column order minus ``label``.
+
+    A first line equal to the training header (with or without ``label``) is skipped.
+    """
+    text = _decode(body)
+    columns = list(schema.inference_columns)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records, lines = [], []
+    start = 1
+    try:
+        for row in reader:
+            line = start
+            start = reader.line_num + 1
+            if not records and not lines and row in (columns, list(schema.columns)):
+                continue
+            if row == []:
+                records.append(row)
+                lines.append(line)
+                continue
+            if len(row) != len(columns):
+                raise PayloadError(f"line {line}: {len(row)} fields, expected {len(columns)} "
+                                   f"({', '.join(columns[:12])}{', ...' if len(columns) > 12 else ''}).")
+            records.append(row)
+            lines.append(line)
+    except csv.Error as error:
+        raise PayloadError(f"line {reader.line_num}: malformed CSV ({error}); quote fields with \" and "
+                           "double quotes inside them.") from None
+    while records and records[-1] == []:
+        records.pop()
+        lines.pop()
+    for row, line in zip(records, lines):
+        if row == []:
+            raise PayloadError(f"line {line}: empty line; every line must be one record of {len(columns)} fields.")
+    if not records:
+        raise PayloadError("the payload holds no records.")
+    return ParsedPayload(pd.DataFrame(records, columns=columns), lines)
+
+
+def _cell(value, line: int, key: str):
+    if value is None or isinstance(value, (str, int, float, bool)):
+        if isinstance(value, float) and not np.isfinite(value):
+            raise PayloadError(f"line {line}, key '{key}': {value!r} is not a finite number.")
+        return value
+    raise PayloadError(f"line {line}, key '{key}': a {type(value).__name__} is not a cell value; "
+                       "use a string, a number or null.")
+
+
+def _records_frame(objects: list, lines: list[int], schema: Schema) -> ParsedPayload:
+    columns = list(schema.inference_columns)
+    rows = []
+    for item, line in zip(objects, lines):
+        if not isinstance(item, dict):
+            raise PayloadError(f"line {line}: expected a JSON object keyed by column name, got {type(item).__name__}.")
+        rows.append([_cell(item.get(c), line, c) for c in columns])
+    if not rows:
+        raise PayloadError("the payload holds no records.")
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    return ParsedPayload(frame, lines)
+
+
+def parse_json_lines(body: bytes, schema: Schema) -> ParsedPayload:
+    """One JSON object per line, keyed by column name in any order; absent keys are missing values."""
+    objects, lines = [], []
+    for number, raw in enumerate(_decode(body).split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            objects.append(json.loads(raw))
+        except ValueError as error:
+            raise PayloadError(f"line {number}: not valid JSON ({error}).") from None
+        lines.append(number)
+    return _records_frame(objects, lines, schema)
+
+
+def parse_json(body: bytes, schema: Schema) -> ParsedPayload:
+    """A JSON list of objects (or one object) keyed by column name."""
+    try:
+        data = json.loads(_decode(body) or "null")
+    except ValueError as error:
+        raise PayloadError(f"line {getattr(error, 'lineno', 1)}: not valid JSON ({error}).") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise PayloadError("line 1: expected a JSON list of objects keyed by column name.")
+    return _records_frame(data, [1] * len(data), schema)
+
+
+PARSERS = {CSV: parse_csv, JSON_LINES: parse_json_lines, JSON: parse_json}
+
+
+def parse_payload(body: bytes, content_type: str | None, schema: Schema) -> ParsedPayload:
+    """Parse a request body and check its numeric cells; ``PayloadError`` names the line and column."""
+    kind = request_format(content_type)
+    if not body or not body.strip():
+        raise PayloadError("the payload is empty; send one record per line.")
+    parsed = PARSERS[kind](body, schema)
+    for column in schema.numeric:
+        try:
+            parse_numeric(parsed.frame, column)
+        except BadValueError as error:
+            line = parsed.lines[error.position]
+            where = f"line {line}" if kind != JSON else f"record {error.position + 1}"
+            raise PayloadError(f"{where}, column '{column}': {str(error.value)[:60]!r} {error.problem}.") from None
+    return parsed
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def encode_results(ids: list | None, labels: list, proba: np.ndarray | None, classes: list, kind: str) -> bytes:
+    """One result per record, in order. CSV: ``ID,label[,p(class)...]`` per line; JSON Lines:
+    ``{"ID":..,"label":..,"probabilities":{class: p}}`` per line; JSON: a list of those objects."""
+    if kind == CSV:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        for i, label in enumerate(labels):
+            row = ([ids[i]] if ids is not None else []) + [_plain(label)]
+            if proba is not None:
+                row += [f"{p:.6g}" for p in proba[i]]
+            writer.writerow(row)
+        return buffer.getvalue().encode("utf-8")
+    objects = []
+    for i, label in enumerate(labels):
+        item = {ID_COLUMN: ids[i]} if ids is not None else {}
+        item[LABEL_COLUMN] = _plain(label)
+        if proba is not None:
+            item["probabilities"] = {str(c): round(float(p), 6) for c, p in zip(classes, proba[i])}
+        objects.append(item)
+    if kind == JSON_LINES:
+        return "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects).encode("utf-8")
+    return (json.dumps(objects, ensure_ascii=False) + "\n").encode("utf-8")

@@ -1,0 +1,68 @@
+"""``serve``: gunicorn (threaded workers) serving the Flask app on 0.0.0.0:$SAGEMAKER_BIND_TO_PORT.
+
+The master process stays light (no torch, TensorFlow or AutoGluon); each worker loads the model once,
+in the background, right after it starts. The master checks the model directory before forking, so
+a missing or foreign model fails at once instead of answering /ping and failing later.
+"""
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from multimodal.model_config import ModelConfig
+from multimodal.paths import SageMakerPaths
+from multimodal.server_settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+
+class _GunicornApplication(BaseApplication):
+    def __init__(self, options: dict, factory):
+        self._options = options
+        self._factory = factory
+        super().__init__()
+
+    def load_config(self):
+        for name, value in self._options.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        return self._factory()
+
+
+def load_model(paths: SageMakerPaths):
+    """The fitted model from the model directory (image weights: $MULTIMODAL_IMAGE_WEIGHTS, else as trained)."""
+    from multimodal.model import MultimodalClassifier
+
+    return MultimodalClassifier.load(paths.model_dir)
+
+
+def build_app(paths: SageMakerPaths, settings: ServerSettings):
+    """The Flask app for one worker, loading the model in the background."""
+    from multimodal.app import ModelHolder, create_app
+
+    return create_app(ModelHolder(lambda: load_model(paths)), settings)
+
+
+def run_server(paths: SageMakerPaths, settings: ServerSettings) -> None:
+    """Check the model directory, then run gunicorn until SIGTERM (graceful stop within the grace period)."""
+    config = ModelConfig.read(paths.model_dir)
+    logger.info("serve: model in %s (%d classes, columns %s); %d worker(s) x %d threads on port %d, timeout %d s, "
+                "MaxPayloadInMB %d", paths.model_dir, len(config.classes), config.schema["columns"],
+                settings.workers, settings.threads, settings.port, settings.timeout, settings.max_payload_mb)
+    options = {
+        "bind": f"0.0.0.0:{settings.port}",
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": settings.threads,
+        "timeout": settings.timeout,
+        "graceful_timeout": settings.graceful_timeout,
+        "keepalive": 5,
+        "preload_app": False,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "multimodal-serve",
+    }
+    _GunicornApplication(options, lambda: build_app(paths, settings)).run()

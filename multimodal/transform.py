@@ -1,0 +1,204 @@
+"""A local batch-transform job: what SageMaker does with the inference image, against a local ``serve``.
+
+Given a model (directory or ``model.tar.gz``), an input folder and an output folder, it starts
+``serve`` on a free local port, waits for ``/ping``, reads ``/execution-parameters``, then for each
+input file: Line split, MultiRecord (or SingleRecord) mini-batches up to MaxPayloadInMB, one
+``<file>.out`` per input file written only when every request of that file succeeded,
+AssembleWith=Line, and optionally JoinSource=Input.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from multimodal.errors import PlatformError, UserError
+
+logger = logging.getLogger(__name__)
+
+PING_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass
+class TransformResult:
+    """What a transform job did: output files written, input files that failed (name → reason), records."""
+
+    outputs: list[Path] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    records: int = 0
+    seconds: float = 0.0
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unpack_model(model: Path, into: Path) -> Path:
+    """The model directory: ``model`` itself, or ``model.tar.gz`` extracted (safely) into ``into``."""
+    if model.is_dir():
+        return model
+    if not model.is_file():
+        raise UserError(f"model {model} is neither a directory nor a model.tar.gz file.")
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(model, "r:*") as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Line split as SageMaker does it: each record is one line (the last may lack its newline)."""
+    return [line for line in data.splitlines(keepends=True) if line.strip(b"\r\n")]
+
+
+def mini_batches(records: list[bytes], max_bytes: int, multi_record: bool):
+    """Consecutive records joined into payloads of at most ``max_bytes`` (one record each for SingleRecord)."""
+    batch: list[bytes] = []
+    size = 0
+    for record in records:
+        record = record if record.endswith(b"\n") else record + b"\n"
+        if len(record) > max_bytes:
+            raise UserError(f"a record of {len(record)} bytes is larger than MaxPayloadInMB ({max_bytes} bytes).")
+        if batch and (not multi_record or size + len(record) > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += len(record)
+    if batch:
+        yield batch
+
+
+class LocalServer:
+    """``serve`` started as a subprocess on a free port, with a model directory under a temporary /opt/ml."""
+
+    def __init__(self, model_dir: Path, environment: dict | None = None, serve_command: list[str] | None = None):
+        self.port = free_port()
+        self._root = Path(tempfile.mkdtemp(prefix="multimodal-serve-"))
+        (self._root / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
+        env = {**os.environ, **(environment or {}), "SAGEMAKER_BASE_DIR": str(self._root),
+               "SAGEMAKER_BIND_TO_PORT": str(self.port), "SAGEMAKER_BATCH": "true"}
+        command = serve_command or [str(Path(sys.executable).with_name("serve"))]
+        self._log = open(self._root / "serve.log", "wb")
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, characters: int = 3000) -> str:
+        """The end of the server's log."""
+        return (self._root / "serve.log").read_text(errors="replace")[-characters:]
+
+    def wait_ready(self, timeout: float = PING_TIMEOUT_SECONDS) -> float:
+        """Poll /ping until 200; returns the seconds it took. ``PlatformError`` if the server dies or times out."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise PlatformError(f"serve exited with code {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
+                    if response.status == 200:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise PlatformError(f"serve did not answer /ping with 200 within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def get_json(self, path: str) -> dict:
+        """GET a JSON document from the server."""
+        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            return json.loads(response.read())
+
+    def invoke(self, body: bytes, content_type: str, accept: str, timeout: float = 600) -> tuple[int, bytes]:
+        """POST /invocations; returns (status, body) whatever the status."""
+        request = urllib.request.Request(self.url + "/invocations", data=body, method="POST",
+                                         headers={"Content-Type": content_type, "Accept": accept})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def stop(self) -> None:
+        """SIGTERM, then wait (SIGKILL after 30 s, as SageMaker does)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _join(record: bytes, result: bytes, content_type: str) -> bytes:
+    record = record.rstrip(b"\r\n")
+    result = result.rstrip(b"\n")
+    if content_type == "application/jsonlines":
+        item = json.loads(record)
+        output = json.loads(result)
+        if isinstance(item, dict):
+            item["SageMakerOutput"] = output
+        else:
+            item = {"SageMakerInput": item, "SageMakerOutput": output}
+        return json.dumps(item, ensure_ascii=False).encode("utf-8")
+    return record + b"," + result
+
+
+def run_transform(server: LocalServer, input_dir: Path, output_dir: Path, content_type: str = "text/csv",
+                  accept: str = "text/csv", batch_strategy: str | None = None, max_payload_mb: int | None = None,
+                  join_source: str = "None") -> TransformResult:
+    """Transform every file directly in ``input_dir`` (sorted) into ``output_dir/<file>.out``."""
+    started = time.monotonic()
+    parameters = server.get_json("/execution-parameters")
+    strategy = batch_strategy or ("SingleRecord" if "SINGLE" in str(parameters.get("BatchStrategy", "")).upper()
+                                  .replace("_", "") else "MultiRecord")
+    payload_mb = max_payload_mb or int(parameters.get("MaxPayloadInMB", 6))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result = TransformResult()
+    files = sorted(p for p in input_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"no input files in {input_dir}.")
+    for path in files:
+        records = split_lines(path.read_bytes())
+        pieces: list[bytes] = []
+        try:
+            for batch in mini_batches(records, payload_mb * 1024 * 1024, strategy == "MultiRecord"):
+                status, body = server.invoke(b"".join(batch), content_type, accept)
+                if status != 200:
+                    raise UserError(f"/invocations answered {status}: {body.decode(errors='replace').strip()}")
+                results = body.splitlines(keepends=False) if accept != "application/json" else [body.rstrip(b"\n")]
+                if accept != "application/json" and len(results) != len(batch):
+                    raise UserError(f"{len(batch)} records sent, {len(results)} results received.")
+                if join_source == "Input":
+                    pieces += [_join(r, o, content_type) for r, o in zip(batch, results)]
+                else:
+                    pieces += results
+        except UserError as error:
+            result.failures[path.name] = str(error)
+            logger.error("%s: failed, no output written: %s", path.name, error)
+            continue
+        target = output_dir / (path.name + ".out")
+        target.write_bytes(b"".join(piece + b"\n" for piece in pieces))   # AssembleWith=Line
+        result.outputs.append(target)
+        result.records += len(records)
+        logger.info("%s: %d records -> %s", path.name, len(records), target)
+    result.seconds = time.monotonic() - started
+    return result
