@@ -88,8 +88,8 @@ class LocalServer:
         self.port = free_port()
         self._root = Path(tempfile.mkdtemp(prefix="multimodal-serve-"))
         (self._root / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
-        env = {**os.environ, **(environment or {}), "SAGEMAKER_BASE_DIR": str(self._root),
-               "SAGEMAKER_BIND_TO_PORT": str(self.port), "SAGEMAKER_BATCH": "true"}
+        env = {**os.environ, "SAGEMAKER_BATCH": "true", **(environment or {}), "SAGEMAKER_BASE_DIR": str(self._root),
+               "SAGEMAKER_BIND_TO_PORT": str(self.port)}
         command = serve_command or [str(Path(sys.executable).with_name("serve"))]
         self._log = open(self._root / "serve.log", "wb")
         self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)

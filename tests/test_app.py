@@ -1,0 +1,119 @@
+"""The Flask app over a real fitted model (the session's), through Flask's test client."""
+import csv
+import io
+import json
+import threading
+
+import pytest
+
+from multimodal.app import ModelHolder, create_app
+from multimodal.server_settings import ServerSettings
+from synthetic import jpeg_base64
+
+
+def csv_body(frame) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(frame.astype(object).where(frame.notna(), "").values.tolist())
+    return buffer.getvalue().encode()
+
+
+@pytest.fixture(scope="module")
+def client(fitted):
+    holder = ModelHolder(lambda: fitted)
+    app = create_app(holder, ServerSettings(max_payload_mb=1))
+    holder.ready.wait(30)
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def rows(test_frame):
+    return test_frame.drop(columns=["label"])
+
+
+def test_ping_is_503_while_loading_then_200():
+    release = threading.Event()
+    holder = ModelHolder(lambda: release.wait(10) and "a model")
+    client = create_app(holder, ServerSettings()).test_client()
+    assert client.get("/ping").status_code == 503
+    release.set()
+    holder.ready.wait(10)
+    assert client.get("/ping").status_code == 200
+
+
+def test_a_model_that_fails_to_load_is_reported():
+    holder = ModelHolder(lambda: (_ for _ in ()).throw(RuntimeError("broken model")))
+    client = create_app(holder, ServerSettings()).test_client()
+    holder.ready.wait(10)
+    assert client.get("/ping").status_code == 500
+    assert b"broken model" in client.post("/invocations", data=b"x").data
+
+
+def test_execution_parameters_spelling_follows_the_caller():
+    service = ServerSettings.from_environment({"SAGEMAKER_BATCH": "true"})
+    local_mode = ServerSettings.from_environment({"SAGEMAKER_BATCH": "True", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"})
+    assert service.execution_parameters() == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD",
+                                              "MaxPayloadInMB": 6}
+    assert local_mode.execution_parameters() == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord",
+                                                 "MaxPayloadInMB": 20}
+
+
+def test_csv_in_n_results_out_in_order_with_ids(client, rows, fitted):
+    response = client.post("/invocations", data=csv_body(rows), content_type="text/csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    lines = response.data.decode().splitlines()
+    assert [line.split(",")[0] for line in lines] == rows["ID"].tolist()
+    assert [line.split(",")[1] for line in lines] == fitted.predict(rows).tolist()
+
+
+def test_header_line_is_skipped_and_probabilities_on_request(client, rows, fitted):
+    header = (",".join(rows.columns) + "\n").encode()
+    response = client.post("/invocations", data=header + csv_body(rows.head(3)),
+                           headers={"Content-Type": "text/csv", "Accept": "text/csv;probabilities=true"})
+    lines = response.data.decode().splitlines()
+    assert len(lines) == 3 and len(lines[0].split(",")) == 2 + len(fitted.classes_)
+    expected = fitted.predict_proba(rows.head(3)).to_numpy()
+    assert [float(v) for v in lines[0].split(",")[2:]] == pytest.approx(expected[0].tolist(), abs=1e-5)
+
+
+def test_json_lines_in_and_out(client, rows, fitted):
+    body = "".join(json.dumps({k: (None if v != v else v) for k, v in r.items()}) + "\n"
+                   for r in rows.head(4).to_dict("records"))
+    response = client.post("/invocations", data=body.encode(),
+                           headers={"Content-Type": "application/jsonlines", "Accept": "application/jsonlines"})
+    results = [json.loads(line) for line in response.data.decode().splitlines()]
+    assert [r["ID"] for r in results] == rows["ID"].head(4).tolist()
+    assert [r["label"] for r in results] == fitted.predict(rows.head(4)).tolist()
+    assert "probabilities" not in results[0]
+
+
+def test_an_undecodable_image_is_a_missing_image_not_a_failed_batch(client, rows):
+    bad = rows.head(3).copy()
+    bad["photo_image"] = ["%%%not base64%%%", base64_png_of_text(), jpeg_base64((1, 2, 3))]
+    response = client.post("/invocations", data=csv_body(bad), content_type="text/csv")
+    assert response.status_code == 200 and len(response.data.decode().splitlines()) == 3
+
+
+def base64_png_of_text():
+    import base64
+
+    return base64.b64encode(b"\x89PNG\r\n\x1a\nnot really a png").decode()
+
+
+@pytest.mark.parametrize("body, headers, status, words", [
+    (b"a,b\n", {"Content-Type": "text/csv"}, 400, "line 1: 2 fields, expected 7"),
+    (b"x", {"Content-Type": "application/x-parquet"}, 415, "not supported"),
+    (b"x", {"Content-Type": "text/csv", "Accept": "image/png"}, 406, "cannot answer"),
+    (b"r1,t,b,heavy,3,red,\n", {"Content-Type": "text/csv"}, 400, "line 1, column 'weight_num': 'heavy'"),
+    (b"", {"Content-Type": "text/csv"}, 400, "the payload is empty"),
+    (b"x" * (1024 * 1024 + 1), {"Content-Type": "text/csv"}, 413, "MaxPayloadInMB (1 MB)"),
+])
+def test_bad_requests_are_4xx_naming_the_problem_and_the_next_request_works(client, rows, body, headers, status,
+                                                                             words):
+    response = client.post("/invocations", data=body, headers=headers)
+    assert response.status_code == status and words in response.data.decode()
+    assert client.post("/invocations", data=csv_body(rows.head(1)), content_type="text/csv").status_code == 200
+
+
+def test_unknown_routes(client):
+    assert client.get("/nothing").status_code == 404
+    assert client.get("/invocations").status_code == 405
