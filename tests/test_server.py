@@ -1,0 +1,153 @@
+"""The real `serve` process (gunicorn + Flask) on a free port, driven as batch transform drives it."""
+import csv
+import io
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from multimodal.transform import LocalServer, run_transform, unpack_model
+from sagemaker_tree import ROOT
+from synthetic import make_frame
+
+SERVE = str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "serve")
+
+
+def csv_text(frame) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(frame.astype(object).where(frame.notna(), "").values.tolist())
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(saved_model_dir):
+    # SAGEMAKER_BATCH="True" is how the SageMaker SDK's local mode starts a transform container.
+    with LocalServer(saved_model_dir, {"SAGEMAKER_BATCH": "True"}) as running:
+        running.ready_seconds = running.wait_ready()
+        yield running
+
+
+def test_ping_answers_quickly_even_during_a_long_invocation(server):
+    rows = make_frame(120, seed=8).drop(columns=["label"])
+    done = threading.Event()
+    outcome = {}
+
+    def long_request():
+        outcome["status"], outcome["body"] = server.invoke(csv_text(rows).encode(), "text/csv", "text/csv")
+        done.set()
+
+    threading.Thread(target=long_request, daemon=True).start()
+    time.sleep(0.5)
+    latencies = []
+    while not done.is_set():
+        started = time.monotonic()
+        with urllib.request.urlopen(server.url + "/ping", timeout=2) as response:
+            assert response.status == 200
+        latencies.append(time.monotonic() - started)
+        time.sleep(0.3)
+    assert outcome["status"] == 200 and len(outcome["body"].decode().splitlines()) == 120
+    assert latencies and max(latencies) < 2.0, latencies
+
+
+def test_the_transform_driver_writes_one_out_per_file_in_order(server, tmp_path, test_frame):
+    rows = test_frame.drop(columns=["label"])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text(csv_text(rows))
+    (tmp_path / "in" / "b.csv").write_text(csv_text(rows.head(2)))
+    (tmp_path / "in" / "c.csv").write_text("r1,not,enough,fields\n")
+    result = run_transform(server, tmp_path / "in", tmp_path / "out", max_payload_mb=1)
+    assert [p.name for p in result.outputs] == ["a.csv.out", "b.csv.out"]
+    assert "c.csv" in result.failures and "line 1: 4 fields, expected 7" in result.failures["c.csv"]
+    assert not (tmp_path / "out" / "c.csv.out").exists(), "no .out for a failed file"
+    out = (tmp_path / "out" / "a.csv.out").read_text().splitlines()
+    assert [line.split(",")[0] for line in out] == rows["ID"].tolist()
+
+
+def test_single_record_join_source_input_and_json_lines(server, tmp_path, test_frame):
+    rows = test_frame.drop(columns=["label"]).head(3)
+    (tmp_path / "in").mkdir()
+    records = [{k: (None if v != v else v) for k, v in r.items()} for r in rows.to_dict("records")]
+    (tmp_path / "in" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run_transform(server, tmp_path / "in", tmp_path / "out", content_type="application/jsonlines",
+                           accept="application/jsonlines", batch_strategy="SingleRecord", join_source="Input")
+    joined = [json.loads(line) for line in result.outputs[0].read_text().splitlines()]
+    assert [j["ID"] for j in joined] == rows["ID"].tolist()
+    assert all(j["SageMakerOutput"]["ID"] == j["ID"] and "label" in j["SageMakerOutput"] for j in joined)
+
+
+def test_the_sagemaker_sdks_own_local_mode_code_drives_the_server(server, tmp_path, test_frame):
+    from sagemaker.core.local import entities, local_session
+    from sagemaker.core.local.data import LocalFileDataSource, get_batch_strategy_instance, get_splitter_instance
+
+    local_session.get_docker_host = entities.get_docker_host = lambda: "127.0.0.1"   # no docker CLI here
+    rows = test_frame.drop(columns=["label"])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "batch.csv").write_text(csv_text(rows))
+    # What _LocalTransformJob.start does: copy BatchStrategy and MaxPayloadInMB from /execution-parameters.
+    parameters = json.loads(entities._perform_request(f"{server.url}/execution-parameters")[0].data)
+    strategy = get_batch_strategy_instance(parameters["BatchStrategy"], get_splitter_instance("Line"))
+    client = local_session.LocalSagemakerRuntimeClient({"local": {"serving_port": server.port}})
+    outputs = []
+    for name in LocalFileDataSource(str(tmp_path / "in")).get_file_list():
+        for payload in strategy.pad(name, parameters["MaxPayloadInMB"]):
+            response = client.invoke_endpoint(payload, "", "text/csv", "text/csv")["Body"]
+            assert response.status == 200, response.data
+            outputs += response.read().decode().splitlines()
+    assert [line.split(",")[0] for line in outputs] == rows["ID"].tolist()
+
+
+def test_sigterm_shuts_serve_down_within_seconds(server):
+    started = time.monotonic()
+    server.process.terminate()
+    code = server.process.wait(timeout=15)
+    assert time.monotonic() - started < 10 and code == 0
+
+
+@pytest.mark.parametrize("prepare, words", [
+    (lambda model: None, "model_config.json is missing"),
+    (lambda model: (model / "model_config.json").write_text("{broken"), "is not valid JSON"),
+])
+def test_serve_fails_fast_on_an_incomplete_model_directory(tmp_path, prepare, words):
+    (tmp_path / "model").mkdir()
+    prepare(tmp_path / "model")
+    started = time.monotonic()
+    result = subprocess.run([SERVE], env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path)}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and words in result.stdout
+    assert time.monotonic() - started < 20
+
+
+def test_model_tar_gz_is_unpacked_safely(tmp_path, saved_model_dir):
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for item in saved_model_dir.iterdir():
+            tar.add(item, arcname=item.name)
+    model_dir = unpack_model(archive, tmp_path / "unpacked")
+    assert (model_dir / "model_config.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_model_directory_over_one_gigabyte_starts_and_answers_ping(tmp_path, saved_model_dir):
+    """The original server failed its health check above about 1 GB; serve never copies the model directory
+    and answers /ping while it loads. (A padding file stands in for large AutoGluon models.)"""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(saved_model_dir, model)
+    with open(model / "text" / "padding.bin", "wb") as handle:
+        for _ in range(1100):
+            handle.write(os.urandom(1024 * 1024))
+    assert sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) > 1024 ** 3
+    with LocalServer(model) as running:
+        started = time.monotonic()
+        assert running.wait_ready(timeout=240) < 240
+        with urllib.request.urlopen(running.url + "/ping", timeout=2) as response:
+            assert response.status == 200
+        assert time.monotonic() - started < 240
