@@ -319,6 +319,12 @@ class MultimodalClassifier:
             parts.append(model.predict_proba(features))
         return np.concatenate(parts, axis=1)
 
+    def modality_columns(self) -> list[tuple[str, slice]]:
+        """Each modality's name and its columns in ``fusion_inputs`` (classes 0..n-1 first, then the sentinel)."""
+        self._check_fitted("modality_columns")
+        return [(entry.name, slice(start, stop))
+                for entry, (start, stop) in zip(self._modality_entries, modality_slices(self._modality_entries))]
+
     def _embedder(self):
         if self._image_embedder is None:
             from multimodal.images import ImageEmbedder

@@ -79,19 +79,17 @@ def discard_incomplete_model(paths: SageMakerPaths) -> None:
 
 def evaluate(model, frame: pd.DataFrame) -> dict:
     """Fusion and per-modality metrics of a fitted model on a labelled frame."""
+    from multimodal import fusion
     from multimodal.labels import drop_missing_labels
-    from multimodal.model import modality_slices
 
     frame = drop_missing_labels(frame, LABEL_COLUMN)
     codes = model.label_map_.encode(frame[LABEL_COLUMN])
     inputs = model.fusion_inputs(frame)
-    from multimodal import fusion
-
     proba = fusion.predict(model.fusion_model_, inputs)
     n = len(model.classes_)
     result = {"fusion": classification_metrics(codes, proba), "modalities": {}}
-    for entry, (start, stop) in zip(model._modality_entries, modality_slices(model._modality_entries)):
-        result["modalities"][entry.name] = classification_metrics(codes, inputs[:, start:start + n])
+    for name, columns in model.modality_columns():
+        result["modalities"][name] = classification_metrics(codes, inputs[:, columns][:, :n])
     return result, codes, proba
 
 

@@ -81,29 +81,25 @@ def mini_batches(records: list[bytes], max_bytes: int, multi_record: bool):
         yield batch
 
 
-class LocalServer:
-    """``serve`` started as a subprocess on a free port, with a model directory under a temporary /opt/ml."""
+class ServerClient:
+    """The HTTP side of a batch transform: ping, execution parameters and invocations on a server's URL.
 
-    def __init__(self, model_dir: Path, environment: dict | None = None, serve_command: list[str] | None = None):
-        self.port = free_port()
-        self._root = Path(tempfile.mkdtemp(prefix="multimodal-serve-"))
-        (self._root / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
-        env = {**os.environ, "SAGEMAKER_BATCH": "true", **(environment or {}), "SAGEMAKER_BASE_DIR": str(self._root),
-               "SAGEMAKER_BIND_TO_PORT": str(self.port)}
-        command = serve_command or [str(Path(sys.executable).with_name("serve"))]
-        self._log = open(self._root / "serve.log", "wb")
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
+    ``process`` (optional) is the server's process: when it dies, waiting for /ping stops at once.
+    """
+
+    def __init__(self, url: str, process: subprocess.Popen | None = None):
+        self.url = url.rstrip("/")
+        self.process = process
 
     def log_tail(self, characters: int = 3000) -> str:
-        """The end of the server's log."""
-        return (self._root / "serve.log").read_text(errors="replace")[-characters:]
+        """The end of the server's log, when this client knows it."""
+        return ""
 
     def wait_ready(self, timeout: float = PING_TIMEOUT_SECONDS) -> float:
         """Poll /ping until 200; returns the seconds it took. ``PlatformError`` if the server dies or times out."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
+            if self.process is not None and self.process.poll() is not None:
                 raise PlatformError(f"serve exited with code {self.process.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
@@ -128,6 +124,25 @@ class LocalServer:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
+
+
+class LocalServer(ServerClient):
+    """``serve`` started as a subprocess on a free port, with a model directory under a temporary /opt/ml."""
+
+    def __init__(self, model_dir: Path, environment: dict | None = None, serve_command: list[str] | None = None):
+        self.port = free_port()
+        self._root = Path(tempfile.mkdtemp(prefix="multimodal-serve-"))
+        (self._root / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
+        env = {**os.environ, "SAGEMAKER_BATCH": "true", **(environment or {}), "SAGEMAKER_BASE_DIR": str(self._root),
+               "SAGEMAKER_BIND_TO_PORT": str(self.port)}
+        command = serve_command or [str(Path(sys.executable).with_name("serve"))]
+        self._log = open(self._root / "serve.log", "wb")
+        super().__init__(f"http://127.0.0.1:{self.port}",
+                         subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT))
+
+    def log_tail(self, characters: int = 3000) -> str:
+        """The end of the server's log."""
+        return (self._root / "serve.log").read_text(errors="replace")[-characters:]
 
     def stop(self) -> None:
         """SIGTERM, then wait (SIGKILL after 30 s, as SageMaker does)."""
@@ -162,7 +177,7 @@ def _join(record: bytes, result: bytes, content_type: str) -> bytes:
     return record + b"," + result
 
 
-def run_transform(server: LocalServer, input_dir: Path, output_dir: Path, content_type: str = "text/csv",
+def run_transform(server: ServerClient, input_dir: Path, output_dir: Path, content_type: str = "text/csv",
                   accept: str = "text/csv", batch_strategy: str | None = None, max_payload_mb: int | None = None,
                   join_source: str = "None") -> TransformResult:
     """Transform every file directly in ``input_dir`` (sorted) into ``output_dir/<file>.out``."""

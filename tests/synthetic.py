@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 
 import numpy as np
@@ -52,3 +53,10 @@ def make_frame(n: int = 90, seed: int = 0, classes=("cat", "dog", "fish"), missi
             row["body_text"] = None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def csv_lines(frame: pd.DataFrame) -> str:
+    """Rows without header, as a client sends them to /invocations (missing values as empty fields)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(frame.astype(object).where(frame.notna(), "").values.tolist())
+    return buffer.getvalue()

@@ -1,6 +1,4 @@
 """The Flask app over a real fitted model (the session's), through Flask's test client."""
-import csv
-import io
 import json
 import threading
 
@@ -8,13 +6,7 @@ import pytest
 
 from multimodal.app import ModelHolder, create_app
 from multimodal.server_settings import ServerSettings
-from synthetic import jpeg_base64
-
-
-def csv_body(frame) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(frame.astype(object).where(frame.notna(), "").values.tolist())
-    return buffer.getvalue().encode()
+from synthetic import csv_lines, jpeg_base64
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def test_execution_parameters_spelling_follows_the_caller():
 
 
 def test_csv_in_n_results_out_in_order_with_ids(client, rows, fitted):
-    response = client.post("/invocations", data=csv_body(rows), content_type="text/csv")
+    response = client.post("/invocations", data=csv_lines(rows).encode(), content_type="text/csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     lines = response.data.decode().splitlines()
     assert [line.split(",")[0] for line in lines] == rows["ID"].tolist()
@@ -67,7 +59,7 @@ def test_csv_in_n_results_out_in_order_with_ids(client, rows, fitted):
 
 def test_header_line_is_skipped_and_probabilities_on_request(client, rows, fitted):
     header = (",".join(rows.columns) + "\n").encode()
-    response = client.post("/invocations", data=header + csv_body(rows.head(3)),
+    response = client.post("/invocations", data=header + csv_lines(rows.head(3)).encode(),
                            headers={"Content-Type": "text/csv", "Accept": "text/csv;probabilities=true"})
     lines = response.data.decode().splitlines()
     assert len(lines) == 3 and len(lines[0].split(",")) == 2 + len(fitted.classes_)
@@ -89,7 +81,7 @@ def test_json_lines_in_and_out(client, rows, fitted):
 def test_an_undecodable_image_is_a_missing_image_not_a_failed_batch(client, rows):
     bad = rows.head(3).copy()
     bad["photo_image"] = ["%%%not base64%%%", base64_png_of_text(), jpeg_base64((1, 2, 3))]
-    response = client.post("/invocations", data=csv_body(bad), content_type="text/csv")
+    response = client.post("/invocations", data=csv_lines(bad).encode(), content_type="text/csv")
     assert response.status_code == 200 and len(response.data.decode().splitlines()) == 3
 
 
@@ -111,7 +103,7 @@ def test_bad_requests_are_4xx_naming_the_problem_and_the_next_request_works(clie
                                                                              words):
     response = client.post("/invocations", data=body, headers=headers)
     assert response.status_code == status and words in response.data.decode()
-    assert client.post("/invocations", data=csv_body(rows.head(1)), content_type="text/csv").status_code == 200
+    assert client.post("/invocations", data=csv_lines(rows.head(1)).encode(), content_type="text/csv").status_code == 200
 
 
 def test_unknown_routes(client):

@@ -1,6 +1,4 @@
 """The real `serve` process (gunicorn + Flask) on a free port, driven as batch transform drives it."""
-import csv
-import io
 import json
 import os
 import subprocess
@@ -13,15 +11,9 @@ import pytest
 
 from multimodal.transform import LocalServer, run_transform, unpack_model
 from sagemaker_tree import ROOT
-from synthetic import make_frame
+from synthetic import csv_lines, make_frame
 
 SERVE = str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "serve")
-
-
-def csv_text(frame) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(frame.astype(object).where(frame.notna(), "").values.tolist())
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +30,7 @@ def test_ping_answers_quickly_even_during_a_long_invocation(server):
     outcome = {}
 
     def long_request():
-        outcome["status"], outcome["body"] = server.invoke(csv_text(rows).encode(), "text/csv", "text/csv")
+        outcome["status"], outcome["body"] = server.invoke(csv_lines(rows).encode(), "text/csv", "text/csv")
         done.set()
 
     threading.Thread(target=long_request, daemon=True).start()
@@ -57,8 +49,8 @@ def test_ping_answers_quickly_even_during_a_long_invocation(server):
 def test_the_transform_driver_writes_one_out_per_file_in_order(server, tmp_path, test_frame):
     rows = test_frame.drop(columns=["label"])
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.csv").write_text(csv_text(rows))
-    (tmp_path / "in" / "b.csv").write_text(csv_text(rows.head(2)))
+    (tmp_path / "in" / "a.csv").write_text(csv_lines(rows))
+    (tmp_path / "in" / "b.csv").write_text(csv_lines(rows.head(2)))
     (tmp_path / "in" / "c.csv").write_text("r1,not,enough,fields\n")
     result = run_transform(server, tmp_path / "in", tmp_path / "out", max_payload_mb=1)
     assert [p.name for p in result.outputs] == ["a.csv.out", "b.csv.out"]
@@ -87,7 +79,7 @@ def test_the_sagemaker_sdks_own_local_mode_code_drives_the_server(server, tmp_pa
     local_session.get_docker_host = entities.get_docker_host = lambda: "127.0.0.1"   # no docker CLI here
     rows = test_frame.drop(columns=["label"])
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "batch.csv").write_text(csv_text(rows))
+    (tmp_path / "in" / "batch.csv").write_text(csv_lines(rows))
     # What _LocalTransformJob.start does: copy BatchStrategy and MaxPayloadInMB from /execution-parameters.
     parameters = json.loads(entities._perform_request(f"{server.url}/execution-parameters")[0].data)
     strategy = get_batch_strategy_instance(parameters["BatchStrategy"], get_splitter_instance("Line"))

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds the training and inference images for linux/amd64, pushes them to ECR and prints their URIs;
+# optionally registers the SageMaker algorithm.
+#
+#   build_push.sh [--tag TAG] [--account ID] [--region REGION] [--gpu] [--no-push]
+#                 [--create-algorithm NAME] [--dry-run]
+#
+# --account / --region default to the AWS CLI's identity and configuration (no hard-coded region).
+# --gpu builds on a CUDA base image (BASE_IMAGE_GPU, default below) and tags TAG-gpu.
+# --create-algorithm NAME writes build/create-algorithm.json (hyperparameters, metrics, tuning objectives,
+#   channels, instance types, content types: all from the project's own declarations) and calls
+#   `aws sagemaker create-algorithm`.
+# --dry-run prints every docker and aws command instead of running it, and still writes the request.
+# Extra docker build arguments: BUILD_ARGS="--build-arg IMAGE_WEIGHTS=random" (a test image).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+tag="$(python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")"
+account="" region="" gpu=0 push=1 algorithm="" dry=0
+BASE_IMAGE_GPU="${BASE_IMAGE_GPU:-nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tag) tag="$2"; shift 2 ;;
+    --account) account="$2"; shift 2 ;;
+    --region) region="$2"; shift 2 ;;
+    --gpu) gpu=1; shift ;;
+    --no-push) push=0; shift ;;
+    --create-algorithm) algorithm="$2"; shift 2 ;;
+    --dry-run) dry=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "build_push.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+run() { if [ "$dry" = 1 ]; then printf '+'; printf ' %q' "$@"; printf '\n'; else "$@"; fi; }
+
+if [ -z "$region" ]; then
+  region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+  [ -n "$region" ] || region="$(aws configure get region 2>/dev/null || true)"
+  [ -n "$region" ] || { [ "$dry" = 1 ] && region="REGION"; } || { echo "no region: pass --region or configure the AWS CLI" >&2; exit 2; }
+fi
+if [ -z "$account" ]; then
+  if [ "$dry" = 1 ]; then account="ACCOUNT"
+  else account="$(aws sts get-caller-identity --query Account --output text)"; fi
+fi
+registry="$account.dkr.ecr.$region.amazonaws.com"
+build_args=(${BUILD_ARGS:-})
+if [ "$gpu" = 1 ]; then tag="$tag-gpu"; build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE_GPU"); fi
+
+uris=()
+for pair in "training:docker/Dockerfile.train" "inference:docker/Dockerfile.serve"; do
+  name="multimodal-${pair%%:*}" dockerfile="${pair#*:}"
+  uri="$registry/$name:$tag"
+  run docker build --platform linux/amd64 -f "$dockerfile" "${build_args[@]}" -t "$name:$tag" -t "$uri" .
+  if [ "$push" = 1 ]; then
+    if [ "$dry" = 1 ] || ! aws ecr describe-repositories --region "$region" --repository-names "$name" >/dev/null 2>&1; then
+      run aws ecr create-repository --region "$region" --repository-name "$name"
+    fi
+  fi
+  uris+=("$uri")
+done
+if [ "$push" = 1 ]; then
+  if [ "$dry" = 1 ]; then
+    echo "+ aws ecr get-login-password --region $region | docker login --username AWS --password-stdin $registry"
+  else
+    aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry"
+  fi
+  for uri in "${uris[@]}"; do run docker push "$uri"; done
+fi
+echo "training image:  ${uris[0]}"
+echo "inference image: ${uris[1]}"
+
+if [ -n "$algorithm" ]; then
+  python="${PYTHON:-$root/.venv/bin/python}"
+  [ -x "$python" ] || python=python3
+  "$python" -m multimodal.algorithm_spec --name "$algorithm" --training-image "${uris[0]}" \
+    --inference-image "${uris[1]}" --output build/create-algorithm.json
+  echo "request: build/create-algorithm.json"
+  run aws sagemaker create-algorithm --region "$region" --cli-input-json "file://build/create-algorithm.json"
+fi

@@ -1,0 +1,85 @@
+"""The SageMaker ``CreateAlgorithm`` request, built from the project's declarations (no copy by hand):
+hyperparameters from ``hyperparameter_specification.json``, metrics and tuning objectives from
+``metric_definitions.json``, channels from ``multimodal.channels``, content types from ``multimodal.payloads``.
+
+``python -m multimodal.algorithm_spec --name NAME --training-image URI --inference-image URI`` prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from multimodal.channels import CHANNELS
+from multimodal.hyperparameters import SPEC_PATH
+from multimodal.payloads import ACCEPT_TYPES, CONTENT_TYPES
+
+METRICS_PATH = SPEC_PATH.parent / "metric_definitions.json"
+TRAINING_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge",
+                           "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge"]
+TRANSFORM_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge", "ml.g4dn.xlarge"]
+DESCRIPTION = ("Multimodal classification of CSV rows with text, numeric, categorical and base64 image columns: "
+               "one AutoGluon model per modality, ResNet50 image features, a TensorFlow fusion network.")
+
+
+def create_algorithm_request(name: str, training_image: str, inference_image: str) -> dict:
+    """The full ``CreateAlgorithm`` input for the two image URIs."""
+    metrics = json.loads(METRICS_PATH.read_text(encoding="utf-8"))
+    channels = [{
+        "Name": spec.name,
+        "Description": spec.description,
+        "IsRequired": spec.required,
+        "SupportedContentTypes": list(spec.content_types),
+        "SupportedCompressionTypes": list(spec.compression_types),
+        "SupportedInputModes": list(spec.input_modes),
+    } for spec in CHANNELS]
+    return {
+        "AlgorithmName": name,
+        "AlgorithmDescription": DESCRIPTION,
+        "TrainingSpecification": {
+            "TrainingImage": training_image,
+            "SupportedHyperParameters": json.loads(SPEC_PATH.read_text(encoding="utf-8")),
+            "SupportedTrainingInstanceTypes": TRAINING_INSTANCE_TYPES,
+            "SupportsDistributedTraining": False,
+            "MetricDefinitions": metrics["MetricDefinitions"],
+            "TrainingChannels": channels,
+            "SupportedTuningJobObjectiveMetrics": metrics["SupportedTuningJobObjectiveMetrics"],
+        },
+        "InferenceSpecification": {
+            "Containers": [{"Image": inference_image}],
+            "SupportedTransformInstanceTypes": TRANSFORM_INSTANCE_TYPES,
+            "SupportedRealtimeInferenceInstanceTypes": TRANSFORM_INSTANCE_TYPES,
+            "SupportedContentTypes": sorted(CONTENT_TYPES),
+            "SupportedResponseMIMETypes": list(ACCEPT_TYPES),
+        },
+        "CertifyForMarketplace": False,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print (or write with --output) the CreateAlgorithm request as JSON; exit 2 if it fails validation."""
+    parser = argparse.ArgumentParser(description="Write the SageMaker CreateAlgorithm request.")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--training-image", required=True)
+    parser.add_argument("--inference-image", required=True)
+    parser.add_argument("--output", help="file to write (default: stdout)")
+    args = parser.parse_args(argv)
+    from multimodal import aws_shapes
+
+    request = create_algorithm_request(args.name, args.training_image, args.inference_image)
+    problems = aws_shapes.problems(request, aws_shapes.input_shape("CreateAlgorithm"))
+    if problems:
+        print("CreateAlgorithm request is not valid:\n" + "\n".join(problems), file=sys.stderr)
+        return 2
+    text = json.dumps(request, indent=2) + "\n"
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
