@@ -6,7 +6,7 @@
 #                 [--create-algorithm NAME] [--dry-run]
 #
 # --account / --region default to the AWS CLI's identity and configuration (no hard-coded region).
-# --gpu builds on a CUDA base image (BASE_IMAGE_GPU, default below) and tags TAG-gpu.
+# --gpu builds on the CUDA base image named by $BASE_IMAGE_GPU (it must provide Python 3.11) and tags TAG-gpu.
 # --create-algorithm NAME writes build/create-algorithm.json (hyperparameters, metrics, tuning objectives,
 #   channels, instance types, content types: all from the project's own declarations) and calls
 #   `aws sagemaker create-algorithm`.
@@ -17,7 +17,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 tag="$(python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")"
 account="" region="" gpu=0 push=1 algorithm="" dry=0
-BASE_IMAGE_GPU="${BASE_IMAGE_GPU:-nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04}"
+BASE_IMAGE_GPU="${BASE_IMAGE_GPU:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --tag) tag="$2"; shift 2 ;;
@@ -44,7 +44,11 @@ if [ -z "$account" ]; then
 fi
 registry="$account.dkr.ecr.$region.amazonaws.com"
 build_args=(${BUILD_ARGS:-})
-if [ "$gpu" = 1 ]; then tag="$tag-gpu"; build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE_GPU"); fi
+if [ "$gpu" = 1 ]; then
+  # NVIDIA's CUDA images ship Python 3.10 (Ubuntu 22.04) or 3.12 (24.04); the pins need 3.11.
+  [ -n "$BASE_IMAGE_GPU" ] || { echo "--gpu: set BASE_IMAGE_GPU to a CUDA base image with Python 3.11" >&2; exit 2; }
+  tag="$tag-gpu"; build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE_GPU")
+fi
 
 uris=()
 for pair in "training:docker/Dockerfile.train" "inference:docker/Dockerfile.serve"; do

@@ -35,7 +35,7 @@ def test_build_push_dry_run_prints_every_command_and_writes_the_request(tmp_path
     for tool in ("docker", "aws"):   # a dry run must not call them: these fail loudly if it does
         (tripwire / tool).write_text(f"#!/bin/sh\necho '{tool} was called' >&2\nexit 99\n")
         (tripwire / tool).chmod(0o755)
-    environment = {**os.environ, "PATH": f"{tripwire}:{os.environ['PATH']}"}
+    environment = {**os.environ, "PATH": f"{tripwire}:{os.environ['PATH']}", "BASE_IMAGE_GPU": "example/cuda-py311"}
     result = subprocess.run(["bash", "build_push.sh", "--dry-run", "--region", "eu-west-1", "--account",
                              "123456789012", "--tag", "t1", "--gpu", "--create-algorithm", "mm-test"],
                             cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
@@ -43,7 +43,7 @@ def test_build_push_dry_run_prints_every_command_and_writes_the_request(tmp_path
     assert "was called" not in result.stderr
     out = result.stdout
     registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-    assert f"+ docker build --platform linux/amd64 -f docker/Dockerfile.train --build-arg" in out
+    assert "+ docker build --platform linux/amd64 -f docker/Dockerfile.train --build-arg BASE_IMAGE=example/cuda-py311" in out
     assert f"-t {registry}/multimodal-training:t1-gpu" in out and f"docker push {registry}/multimodal-inference:t1-gpu" in out
     assert "aws ecr create-repository --region eu-west-1 --repository-name multimodal-training" in out
     assert "aws sagemaker create-algorithm --region eu-west-1" in out
