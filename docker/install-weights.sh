@@ -11,7 +11,9 @@ case "$IMAGE_WEIGHTS" in
   imagenet)
     checkpoints="$TORCH_HOME/hub/checkpoints"
     mkdir -p "$checkpoints"
-    if [ -f /tmp/weights/resnet50-11ad3fa6.pth ]; then cp /tmp/weights/resnet50-11ad3fa6.pth "$checkpoints/"; fi
+    if [ -f /opt/program/docker/weights/resnet50-11ad3fa6.pth ]; then
+      mv /opt/program/docker/weights/resnet50-11ad3fa6.pth "$checkpoints/"
+    fi
     python -c "from multimodal.images import build_backbone; print('baked ResNet50 weights:', build_backbone('imagenet')[1])" ;;
   *)
     echo "IMAGE_WEIGHTS must be imagenet or random; got '$IMAGE_WEIGHTS'" >&2; exit 2 ;;

@@ -19,8 +19,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+free_gb=$(df -Pk /var/lib/containers 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
+if [ "${free_gb:-0}" -lt 30 ]; then echo "need 30 GB free for two image builds; ${free_gb:-?} GB free" >&2; exit 1; fi
 "$tools/local-base-image.sh"
-args=(--build-arg BASE_IMAGE=localhost/python-base:3.11 --build-arg IMAGE_WEIGHTS=random)
+# --layers=false: podman's vfs driver here copies the whole filesystem for every layer it keeps.
+args=(--layers=false --build-arg BASE_IMAGE=localhost/python-base:3.11 --build-arg IMAGE_WEIGHTS=random)
 t0=$(date +%s)
 docker build -f docker/Dockerfile.train "${args[@]}" -t "multimodal-training:$tag" . > "$work/build-train.log" 2>&1 \
   || { tail -30 "$work/build-train.log"; exit 1; }
