@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 class ModelHolder:
     """Loads the model once, in the background, and serialises predictions on it."""
 
-    def __init__(self, loader: Callable[[], object]):
+    def __init__(self, loader: Callable[[], object], on_failure: Callable[[BaseException], None] | None = None):
         self._loader = loader
+        self._on_failure = on_failure
         self.model = None
         self.error: BaseException | None = None
         self.ready = threading.Event()
@@ -45,6 +46,8 @@ class ModelHolder:
         except BaseException as error:  # noqa: BLE001 - reported by /ping and /invocations
             self.error = error
             logger.error("model failed to load: %s: %s", type(error).__name__, error)
+            if self._on_failure is not None:
+                self._on_failure(error)
         finally:
             self.ready.set()
 

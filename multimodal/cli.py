@@ -157,6 +157,10 @@ def serve_main(argv: list[str] | None = None) -> int:
     try:
         run_server(SageMakerPaths.from_environment(), ServerSettings.from_environment())
         return 0
+    except SystemExit as stop:   # gunicorn's master exits this way when a worker cannot boot
+        if stop.code:
+            logger.error("serve stopped: a worker could not load the model (exit code %s)", stop.code)
+        return int(stop.code or 0)
     except MultimodalError as error:
         logger.error("%s: %s", type(error).__name__, error)
         return 2

@@ -7,8 +7,10 @@ a missing or foreign model fails at once instead of answering /ping and failing 
 from __future__ import annotations
 
 import logging
+import os
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from multimodal.model_config import ModelConfig
 from multimodal.paths import SageMakerPaths
@@ -38,11 +40,19 @@ def load_model(paths: SageMakerPaths):
     return MultimodalClassifier.load(paths.model_dir)
 
 
+def _stop_serving(error: BaseException) -> None:
+    """A worker that cannot load the model ends with gunicorn's boot-error code: the master then stops
+    and ``serve`` exits non-zero, instead of answering /ping with errors forever."""
+    logger.error("stopping serve: the model cannot be loaded (%s: %s)", type(error).__name__, error)
+    logging.shutdown()
+    os._exit(Arbiter.WORKER_BOOT_ERROR)
+
+
 def build_app(paths: SageMakerPaths, settings: ServerSettings):
     """The Flask app for one worker, loading the model in the background."""
     from multimodal.app import ModelHolder, create_app
 
-    return create_app(ModelHolder(lambda: load_model(paths)), settings)
+    return create_app(ModelHolder(lambda: load_model(paths), on_failure=_stop_serving), settings)
 
 
 def run_server(paths: SageMakerPaths, settings: ServerSettings) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from multimodal.transform import LocalServer, run_transform, unpack_model
+from multimodal.transform import LocalServer, free_port, run_transform, unpack_model
 from sagemaker_tree import ROOT
 from synthetic import csv_lines, make_frame
 
@@ -143,3 +143,16 @@ def test_a_model_directory_over_one_gigabyte_starts_and_answers_ping(tmp_path, s
         with urllib.request.urlopen(running.url + "/ping", timeout=2) as response:
             assert response.status == 200
         assert time.monotonic() - started < 240
+
+
+def test_serve_exits_when_a_worker_cannot_load_the_model(tmp_path, saved_model_dir):
+    import shutil
+
+    shutil.copytree(saved_model_dir, tmp_path / "model")
+    (tmp_path / "model" / "text" / "predictor.pkl").write_bytes(b"damaged")
+    result = subprocess.run([SERVE], env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path),
+                                          "SAGEMAKER_BIND_TO_PORT": str(free_port())},
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "stopping serve: the model cannot be loaded" in output
