@@ -12,7 +12,6 @@ import threading
 import time
 from typing import Callable
 
-import numpy as np
 from flask import Flask, Response, request
 
 from multimodal.errors import MultimodalError
@@ -93,7 +92,7 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
         except MultimodalError as error:
             logger.warning("/invocations 400: %s", error)
             return _text(f"{type(error).__name__}: {error}", 400)
-        labels = model.label_map_.decode(np.argmax(proba, axis=1)).tolist()
+        labels = model.predict_from_proba(proba).tolist()
         ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
         body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
         logger.info("/invocations: %d records in %.2f s", len(labels), time.monotonic() - started)

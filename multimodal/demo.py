@@ -44,7 +44,7 @@ def run_demo(output_dir: Path, train_csv: Path = DATA_DIR / "train.csv", test_cs
     model_dir = classifier.save(output_dir / "model")
     started = time.monotonic()
     proba = classifier.predict_proba(test.drop(columns=[LABEL_COLUMN]))
-    predicted = classifier.label_map_.decode(np.argmax(proba.to_numpy(), axis=1), index=test.index)
+    predicted = classifier.predict_from_proba(proba)
     predict_seconds = time.monotonic() - started
     correct = (predicted.to_numpy() == truth.to_numpy())
     recalls = [correct[(truth == c).to_numpy()].mean() for c in classifier.classes_ if (truth == c).any()]

@@ -300,8 +300,13 @@ class MultimodalClassifier:
     def predict(self, data: pd.DataFrame) -> pd.Series:
         """The most probable original label value for each row, with ``data``'s index."""
         self._check_fitted("predict")
-        proba = self.predict_proba(data)
-        return self.label_map_.decode(np.argmax(proba.to_numpy(), axis=1), index=data.index)
+        return self.predict_from_proba(self.predict_proba(data))
+
+    def predict_from_proba(self, proba: pd.DataFrame | np.ndarray) -> pd.Series:
+        """The original label value with the highest probability in each row (the one place this is decided)."""
+        self._check_fitted("predict_from_proba")
+        index = proba.index if isinstance(proba, pd.DataFrame) else None
+        return self.label_map_.decode(np.argmax(np.asarray(proba), axis=1), index=index)
 
     def fusion_inputs(self, data: pd.DataFrame) -> np.ndarray:
         """The concatenated per-modality probabilities the fusion network takes, for ``data``."""
