@@ -6,7 +6,9 @@
 #                 [--create-algorithm NAME] [--dry-run]
 #
 # --account / --region default to the AWS CLI's identity and configuration (no hard-coded region).
-# --gpu builds on the CUDA base image named by $BASE_IMAGE_GPU (it must provide Python 3.11) and tags TAG-gpu.
+# The standard images already use a GPU when the host mounts an NVIDIA driver R580+ (the pinned torch wheel
+#   carries CUDA 13). --gpu builds on the CUDA base image named by $BASE_IMAGE_GPU instead (it must provide
+#   Python 3.11; e.g. for CUDA forward-compatibility libraries on older drivers) and tags TAG-gpu.
 # --create-algorithm NAME writes build/create-algorithm.json (hyperparameters, metrics, tuning objectives,
 #   channels, instance types, content types: all from the project's own declarations) and calls
 #   `aws sagemaker create-algorithm`.
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
     --no-push) push=0; shift ;;
     --create-algorithm) algorithm="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "build_push.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

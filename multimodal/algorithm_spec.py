@@ -16,9 +16,12 @@ from multimodal.hyperparameters import SPEC_PATH
 from multimodal.payloads import ACCEPT_TYPES, CONTENT_TYPES
 
 METRICS_PATH = SPEC_PATH.parent / "metric_definitions.json"
+# m7i/c7i (Sapphire Rapids) compute bfloat16 natively: the image embedding runs in bf16 there, fp32 on m5/c5.
 TRAINING_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge",
-                           "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge"]
-TRANSFORM_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge", "ml.g4dn.xlarge"]
+                           "ml.m7i.xlarge", "ml.m7i.2xlarge", "ml.m7i.4xlarge", "ml.c7i.2xlarge", "ml.c7i.4xlarge",
+                           "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge"]
+TRANSFORM_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge",
+                            "ml.m7i.xlarge", "ml.m7i.2xlarge", "ml.c7i.2xlarge", "ml.g4dn.xlarge", "ml.g5.xlarge"]
 DESCRIPTION = ("Multimodal classification of CSV rows with text, numeric, categorical and base64 image columns: "
                "one AutoGluon model per modality, ResNet50 image features, a TensorFlow fusion network.")
 

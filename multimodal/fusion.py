@@ -1,7 +1,8 @@
-"""The fusion network: a small Keras MLP from the concatenated modality probabilities to the classes.
+"""Training the fusion network: a small Keras MLP from the concatenated modality probabilities to the classes.
 
-Only this module imports TensorFlow. It imports torch first: TensorFlow loaded before triton
-(which torchvision pulls in) segfaults the process.
+Only this module imports TensorFlow, and only training needs it: the fitted network is handed over as a
+``FusionNetwork`` (plain arrays). It imports torch first: TensorFlow loaded before triton (which
+torchvision pulls in) segfaults the process.
 """
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from multimodal.fusion_network import FusionNetwork
+
 logger = logging.getLogger(__name__)
 
-FILE_NAME = "fusion.keras"
+KERAS_FILE = "fusion.keras"
 
 
 def _keras():
@@ -64,7 +67,8 @@ def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epo
                   time_limit: float | None = None):
     """Fit the fusion network with early stopping on a stratified validation split.
 
-    Returns ``(model, validation_rows)``: the rows held out for early stopping, for honest metrics.
+    Returns ``(network, validation_rows)``: the fitted ``FusionNetwork`` and the rows held out for early
+    stopping, for honest metrics.
     """
     keras = _keras()
     keras.utils.set_random_seed(seed)
@@ -91,7 +95,7 @@ def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epo
     logger.info("fusion network %s: %d epochs in %.1f s on %d rows (%d validation); %s",
                 "x".join(str(s) for s in (inputs.shape[1],) + layer_sizes(inputs.shape[1], n_classes)),
                 ran, time.monotonic() - started, len(train_rows), len(validation_rows), summary)
-    return model, validation_rows
+    return from_keras(model), validation_rows
 
 
 def _Progress(keras, epochs: int, every_seconds: float = 15.0):
@@ -128,22 +132,41 @@ def _TimeLimit(keras, seconds: float):
     return TimeLimit()
 
 
-def predict(model, inputs: np.ndarray) -> np.ndarray:
-    """Class probabilities (rows sum to 1) for fusion inputs."""
-    if len(inputs) == 0:
-        return np.zeros((0, model.output_shape[-1]), dtype=np.float64)
-    # A direct call, not model.predict: no per-shape retracing, and no progress machinery per request.
-    out = np.asarray(model(inputs.astype(np.float32), training=False), dtype=np.float64)
-    return out / out.sum(axis=1, keepdims=True)
+def from_keras(model) -> FusionNetwork:
+    """The arrays of a trained Keras network (dense layers only)."""
+    kernels, biases, activations = [], [], []
+    for layer in model.layers:
+        kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
+        kernels.append(kernel)
+        biases.append(bias)
+        activations.append(layer.get_config()["activation"])
+    network = FusionNetwork(kernels, biases, activations)
+    network.check()
+    return network
 
 
-def save(model, directory: Path) -> None:
-    """Write the network in Keras' native format (no pickle)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save(directory / FILE_NAME)
-
-
-def load(directory: Path):
-    """Load a network written by ``save`` (safe mode: no code in the file is run)."""
+def to_keras(network: FusionNetwork):
+    """The same network as a Keras model (for users who want one; the product predicts with NumPy)."""
     keras = _keras()
-    return keras.models.load_model(directory / FILE_NAME, compile=False, safe_mode=True)
+    layers = [keras.Input(shape=(network.n_inputs,), name="modality_probabilities")]
+    for i, (units, activation) in enumerate(zip(network.layer_sizes, network.activations)):
+        last = i == len(network.layer_sizes) - 1
+        layers.append(keras.layers.Dense(units, activation=activation, name="classes" if last else f"hidden_{i + 1}"))
+    model = keras.Sequential(layers, name="fusion")
+    for layer, kernel, bias in zip(model.layers, network.kernels, network.biases):
+        layer.set_weights([kernel, bias])
+    return model
+
+
+def save_keras(network: FusionNetwork, directory: Path) -> Path:
+    """Write the network in Keras' native format (no pickle) as ``fusion.keras``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / KERAS_FILE
+    to_keras(network).save(path)
+    return path
+
+
+def load_keras(directory: Path) -> FusionNetwork:
+    """Read a ``fusion.keras`` file (safe mode: no code in the file is run)."""
+    keras = _keras()
+    return from_keras(keras.models.load_model(directory / KERAS_FILE, compile=False, safe_mode=True))

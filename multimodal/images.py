@@ -89,16 +89,23 @@ def decode_image(cell: str) -> Image.Image:
     return _to_rgb(image)
 
 
-def preprocess(image: Image.Image) -> np.ndarray:
-    """ImageNet preprocessing: shorter side to 256, centre crop 224, scale, normalise; CHW float32."""
+def crop_224(image: Image.Image) -> np.ndarray:
+    """ImageNet geometry: shorter side to 256 (bilinear), centre crop 224; HWC uint8 RGB."""
     width, height = image.size
     scale = RESIZE_SIZE / min(width, height)
     size = (max(RESIZE_SIZE, round(width * scale)), max(RESIZE_SIZE, round(height * scale)))
     image = image.resize(size, Image.BILINEAR, reducing_gap=None)
     left = (size[0] - IMAGE_SIZE) // 2
     top = (size[1] - IMAGE_SIZE) // 2
-    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-    array = np.asarray(image, dtype=np.float32) / 255.0
+    return np.asarray(image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)), dtype=np.uint8)
+
+
+def preprocess(image: Image.Image) -> np.ndarray:
+    """ImageNet preprocessing: ``crop_224``, scale to [0, 1], normalise; CHW float32.
+
+    The embedder does the scaling and normalisation on whole batches; this is the per-image reference.
+    """
+    array = crop_224(image).astype(np.float32) / 255.0
     array = (array - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
@@ -198,8 +205,73 @@ def build_backbone(weights: str):
     return model, identity
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+PRECISION_ENV = "MULTIMODAL_IMAGE_PRECISION"
+DECODE_AHEAD = 2  # batches decoded in a background thread while the network runs on the current one
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="ignore")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags)) and torch.backends.mkldnn.is_available()
+
+
+def resolve_precision(setting: str | None, device) -> str:
+    """``bf16`` or ``fp32``: the setting (else ``$MULTIMODAL_IMAGE_PRECISION``, else ``auto``) for ``device``.
+
+    ``auto`` takes bf16 where the device computes it natively; bf16 asked for on a device without it
+    falls back to fp32 with a warning (features then differ from bf16 ones by well under 1 % in cosine).
+    """
+    value = (setting or os.environ.get(PRECISION_ENV) or "auto").lower()
+    if value not in PRECISIONS:
+        raise UserError(f"image precision {value!r} is not one of {', '.join(PRECISIONS)}.")
+    if value == "fp32":
+        return "fp32"
+    if native_bf16(device):
+        return "bf16"
+    if value == "bf16":
+        logger.warning("image embedding: %s has no native bfloat16; using fp32 (slower, same features within "
+                       "0.99 cosine)", device)
+    return "fp32"
+
+
+def _prepare(cell) -> np.ndarray | ImageDecodeError | None:
+    """One cell as a 224x224 uint8 image, None when empty, or the decode error."""
+    if cell is None or not isinstance(cell, str) or not cell.strip():
+        return None
+    try:
+        return crop_224(decode_image(cell))
+    except ImageDecodeError as error:
+        return error
+
+
+def inference_network(model, device, dtype):
+    """The backbone as it runs: batch norms folded into the convolutions, channels-last, weights in ``dtype``."""
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.fx notes about its own internals
+        network = fuse(model)
+    network = network.to(device, memory_format=torch.channels_last).to(dtype)
+    network.eval()
+    return network
+
+
 class ImageEmbedder:
     """Embeds base64 image cells into 2048-d ResNet50 features, batch by batch.
+
+    Decoding and resizing of the next batches run in a background thread while the network runs on
+    the current one; the network runs with batch norms folded into its convolutions, in channels-last
+    layout, with bfloat16 weights and activations where the device computes bf16 natively (fp32
+    elsewhere). Training and serving use this same path.
 
     Parameters
     ----------
@@ -207,30 +279,46 @@ class ImageEmbedder:
         ``imagenet``, ``random`` or a path to a ResNet50 state-dict file.
     batch_size : int
         Images per forward pass.
+    precision : str or None
+        ``auto`` (bf16 where native, else fp32), ``bf16`` or ``fp32``; None reads
+        ``$MULTIMODAL_IMAGE_PRECISION``, else ``auto``.
     """
 
-    def __init__(self, weights: str = "imagenet", batch_size: int = 32):
+    def __init__(self, weights: str = "imagenet", batch_size: int = 32, precision: str | None = None):
         import torch
 
         self.weights = weights
-        self.batch_size = batch_size
+        self.batch_size = max(1, int(batch_size))
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.precision = resolve_precision(precision, self.device)
         model, self.identity = build_backbone(weights)
-        self._model = model.to(self.device)
+        self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self._model = inference_network(model, self.device, self._dtype)
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(IMAGENET_MEAN * 255.0, device=self.device).reshape(shape)
+        self._std = torch.tensor(IMAGENET_STD * 255.0, device=self.device).reshape(shape)
         self._blank_embedding: np.ndarray | None = None
 
+    def describe(self) -> str:
+        """One line for the logs: weights, device and precision."""
+        return (f"ResNet50 {self.identity.name} weights (sha256 {self.identity.sha256[:12]}...) on {self.device}, "
+                f"{self.precision}, batch {self.batch_size}")
+
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """Features of an ``(n, 224, 224, 3)`` uint8 batch."""
         import torch
 
         with torch.inference_mode():
-            tensor = torch.from_numpy(batch).to(self.device)
+            # NHWC memory seen as NCHW is exactly the channels-last layout: no copy.
+            pixels = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2)
+            tensor = ((pixels.float() - self._mean) / self._std).to(self._dtype)
             return self._model(tensor).float().cpu().numpy()
 
     @property
     def blank_embedding(self) -> np.ndarray:
         """The embedding of the black square, computed on first use."""
         if self._blank_embedding is None:
-            self._blank_embedding = self._forward(preprocess(black_square())[None])[0]
+            self._blank_embedding = self._forward(crop_224(black_square())[None].copy())[0]
         return self._blank_embedding
 
     def embed(self, cells: Sequence[str], column: str = "image", describe_row: Callable[[int], str] | None = None,
@@ -242,45 +330,46 @@ class ImageEmbedder:
         non-empty cells could not be decoded (the first ten logged as warnings, each with its row as
         ``describe_row(position)`` names it).
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         n = len(cells)
         features = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
-        missing = np.zeros(n, dtype=bool)
+        missing = np.ones(n, dtype=bool)
+        present = [row for row, cell in enumerate(cells) if isinstance(cell, str) and cell.strip()]
+        chunks = [present[i:i + self.batch_size] for i in range(0, len(present), self.batch_size)]
         undecodable = 0
-        started = time.monotonic()
-        last_log = started
-        batch_rows: list[int] = []
-        batch_arrays: list[np.ndarray] = []
+        started = last_log = time.monotonic()
+        done = 0
 
-        def flush():
-            if batch_rows:
-                features[batch_rows] = self._forward(np.stack(batch_arrays))
-                batch_rows.clear()
-                batch_arrays.clear()
+        def prepare(rows: list[int]) -> list:
+            return [_prepare(cells[row]) for row in rows]
 
-        for row, cell in enumerate(cells):
-            if cell is None or not isinstance(cell, str) or not cell.strip():
-                missing[row] = True
-                continue
-            try:
-                array = preprocess(decode_image(cell))
-            except ImageDecodeError as error:
-                undecodable += 1
-                missing[row] = True
-                where = describe_row(row) if describe_row is not None else f"row {row + 1}"
-                if undecodable <= 10:
-                    logger.warning("%s, column '%s': %s; treated as a missing image", where, column, error)
-                continue
-            batch_rows.append(row)
-            batch_arrays.append(array)
-            if len(batch_rows) >= self.batch_size:
-                flush()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-decode") as pool:
+            pending = [pool.submit(prepare, chunk) for chunk in chunks[:DECODE_AHEAD]]
+            for index, rows in enumerate(chunks):
+                prepared = pending.pop(0).result()
+                if index + DECODE_AHEAD < len(chunks):
+                    pending.append(pool.submit(prepare, chunks[index + DECODE_AHEAD]))
+                good_rows, arrays = [], []
+                for row, item in zip(rows, prepared):
+                    if isinstance(item, ImageDecodeError):
+                        undecodable += 1
+                        if undecodable <= 10:
+                            where = describe_row(row) if describe_row is not None else f"row {row + 1}"
+                            logger.warning("%s, column '%s': %s; treated as a missing image", where, column, item)
+                    elif item is not None:
+                        good_rows.append(row)
+                        arrays.append(item)
+                if good_rows:
+                    features[good_rows] = self._forward(np.stack(arrays))
+                    missing[good_rows] = False
+                done += len(rows)
                 now = time.monotonic()
                 if now - last_log > 15:
-                    rate = (row + 1) / (now - started)
-                    logger.info("column '%s': embedded %d/%d rows (%.1f rows/s, about %.0f s left)", column,
-                                row + 1, n, rate, (n - row - 1) / rate)
+                    rate = done / (now - started)
+                    logger.info("column '%s': embedded %d/%d images (%.1f images/s, about %.0f s left)", column,
+                                done, len(present), rate, (len(present) - done) / rate)
                     last_log = now
-        flush()
         if missing.any():
             features[missing] = self.blank_embedding
         if undecodable > 10:

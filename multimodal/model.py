@@ -22,6 +22,7 @@ from multimodal.schema import LABEL_COLUMN, Schema, infer_schema
 logger = logging.getLogger(__name__)
 
 _DEFAULTS = hp.defaults()
+_RUNTIME_PARAMS = ("image_weights", "image_precision")  # how to run, not what to learn: not hyperparameters
 MIN_FIT_SECONDS = 10.0
 FUSION_DIR = "wholistic"
 
@@ -62,6 +63,10 @@ class MultimodalClassifier:
     image_weights : str or None
         ResNet50 weights: ``"imagenet"``, ``"random"`` (tests and offline demos only) or a file path;
         None reads ``$MULTIMODAL_IMAGE_WEIGHTS``, else ``"imagenet"``.
+    image_precision : str or None
+        ResNet50 arithmetic: ``"auto"`` (bfloat16 where the CPU or GPU computes it natively, else fp32),
+        ``"bf16"`` or ``"fp32"``; None reads ``$MULTIMODAL_IMAGE_PRECISION``, else ``"auto"``. A loaded
+        model uses the precision it was trained with where the device allows.
 
     Attributes
     ----------
@@ -71,8 +76,8 @@ class MultimodalClassifier:
         The training columns and their roles.
     modalities_ : list of ModalityModel
         The fitted per-modality AutoGluon models.
-    fusion_model_ : keras.Model
-        The fitted fusion network.
+    fusion_model_ : FusionNetwork
+        The fitted fusion network as arrays (``multimodal.fusion.to_keras`` makes a Keras model of it).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class MultimodalClassifier:
         image_batch_size: int = _DEFAULTS["image_batch_size"],
         seed: int = _DEFAULTS["seed"],
         image_weights: str | None = None,
+        image_precision: str | None = None,
     ):
         self.quality = quality
         self.n_hours = n_hours
@@ -111,6 +117,7 @@ class MultimodalClassifier:
         self.image_batch_size = image_batch_size
         self.seed = seed
         self.image_weights = image_weights
+        self.image_precision = image_precision
 
     # -- scikit-learn style parameters -------------------------------------------------------
     @classmethod
@@ -131,7 +138,7 @@ class MultimodalClassifier:
         return self
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items() if k == "image_weights" and v is not None
+        changed = {k: v for k, v in self.get_params().items() if k in _RUNTIME_PARAMS and v is not None
                    or k in _DEFAULTS and v != _DEFAULTS[k]}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
@@ -156,7 +163,7 @@ class MultimodalClassifier:
 
         if not isinstance(data, pd.DataFrame):
             raise UserError(f"fit() takes a pandas DataFrame; got {type(data).__name__}.")
-        params = hp.validate({k: v for k, v in self.get_params().items() if k != "image_weights"})
+        params = hp.validate({k: v for k, v in self.get_params().items() if k not in _RUNTIME_PARAMS})
         started = time.monotonic()
         deadline = started + hp.time_budget_seconds(params)
         schema = infer_schema(data.columns)
@@ -233,7 +240,6 @@ class MultimodalClassifier:
     def _training_report(self, entries, fusion_inputs, codes, validation_rows, params) -> dict:
         """Metrics from training alone: each modality's training-row probabilities (out of fold by default),
         scored on the rows where it was present, and the fusion network on its held-out split."""
-        from multimodal import fusion
         from multimodal.metrics import classification_metrics
 
         n = self.label_map_.n_classes
@@ -246,7 +252,7 @@ class MultimodalClassifier:
             report["modalities"][entry.name] = classification_metrics(codes[present], block[present, :n])
         self._fusion_holdout = None
         if len(validation_rows):
-            held_out = fusion.predict(self.fusion_model_, fusion_inputs[validation_rows])
+            held_out = self.fusion_model_.predict_proba(fusion_inputs[validation_rows])
             report["fusion_holdout"] = classification_metrics(codes[validation_rows], held_out)
             self._fusion_holdout = (codes[validation_rows], held_out)
         return report
@@ -262,9 +268,9 @@ class MultimodalClassifier:
 
         if not frames.images:
             return None, {}
-        embedder = ImageEmbedder(resolve_weights_setting(self.image_weights), batch_size=self.image_batch_size)
-        logger.info("image embedding: ResNet50 %s weights (sha256 %s...) on %s", embedder.identity.name,
-                    embedder.identity.sha256[:12], embedder.device)
+        embedder = ImageEmbedder(resolve_weights_setting(self.image_weights), batch_size=self.image_batch_size,
+                                 precision=self.image_precision)
+        logger.info("image embedding: %s", embedder.describe())
         features = {}
         for column, cells in frames.images.items():
             embeddings, missing, undecodable = embedder.embed(cells.tolist(), column,
@@ -288,13 +294,11 @@ class MultimodalClassifier:
     # -- prediction -------------------------------------------------------------------------------
     def predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities: one column per original class, rows sum to 1, ``data``'s index."""
-        from multimodal import fusion
-
         self._check_fitted("predict_proba")
         if not isinstance(data, pd.DataFrame):
             raise UserError(f"predict_proba() takes a pandas DataFrame; got {type(data).__name__}.")
         fusion_inputs = self.fusion_inputs(data)
-        proba = fusion.predict(self.fusion_model_, fusion_inputs)
+        proba = self.fusion_model_.predict_proba(fusion_inputs)
         return pd.DataFrame(proba, index=data.index, columns=pd.Index(self.classes_))
 
     def predict(self, data: pd.DataFrame) -> pd.Series:
@@ -334,7 +338,8 @@ class MultimodalClassifier:
         if self._image_embedder is None:
             from multimodal.images import ImageEmbedder
 
-            self._image_embedder = ImageEmbedder(self._image_weights_setting, batch_size=self.image_batch_size)
+            self._image_embedder = ImageEmbedder(self._image_weights_setting, batch_size=self.image_batch_size,
+                                                 precision=self.image_precision)
         return self._image_embedder
 
     # -- persistence ------------------------------------------------------------------------------
@@ -355,17 +360,19 @@ class MultimodalClassifier:
                 if target.exists():
                     shutil.rmtree(target)
                 shutil.copytree(model.path, target)
-        fusion.save(self.fusion_model_, directory / FUSION_DIR)
-        n_inputs = int(self.fusion_model_.input_shape[-1])
+        network = self.fusion_model_
+        weights_path = network.save(directory / FUSION_DIR)
+        keras_path = fusion.save_keras(network, directory / FUSION_DIR)
         config = ModelConfig(
             schema=self.schema_.to_dict(),
             classes=self.classes_,
             modalities=self._modality_entries,
-            fusion={"path": f"{FUSION_DIR}/{fusion.FILE_NAME}", "n_inputs": n_inputs,
-                    "layers": list(fusion.layer_sizes(n_inputs, len(self.classes_))),
+            fusion={"path": f"{FUSION_DIR}/{weights_path.name}", "keras_path": f"{FUSION_DIR}/{keras_path.name}",
+                    "n_inputs": network.n_inputs, "layers": network.layer_sizes,
                     "inputs": [f"{e.name}:{label}" for e in self._modality_entries for label in e.layout]},
             hyperparameters=self.hyperparameters_,
-            image_weights=({**self.weights_identity_.to_dict(), "setting": self._image_weights_setting}
+            image_weights=({**self.weights_identity_.to_dict(), "setting": self._image_weights_setting,
+                            "precision": self._image_embedder.precision}
                            if self.weights_identity_ else None),
             training={**self.training_summary_, "report": self.training_report_},
         )
@@ -374,15 +381,17 @@ class MultimodalClassifier:
         return directory
 
     @classmethod
-    def load(cls, path: str | Path, image_weights: str | None = None) -> "MultimodalClassifier":
+    def load(cls, path: str | Path, image_weights: str | None = None,
+             image_precision: str | None = None) -> "MultimodalClassifier":
         """Load a model directory written by ``save``.
 
         ``image_weights`` (else ``$MULTIMODAL_IMAGE_WEIGHTS``, else the setting recorded at training)
         must produce the same ResNet50 weights as at training; different weights raise ``PlatformError``.
+        ``image_precision`` (else ``$MULTIMODAL_IMAGE_PRECISION``, else the precision recorded at training).
         """
+        from multimodal.images import PRECISION_ENV
         import os
 
-        from multimodal import fusion
         from multimodal.images import WEIGHTS_ENV, ImageEmbedder
         from multimodal.tabular import ModalityModel
 
@@ -403,7 +412,8 @@ class MultimodalClassifier:
             recorded = config.image_weights
             setting = image_weights or os.environ.get(WEIGHTS_ENV) or recorded.get("setting") \
                 or _image_setting_from_identity(recorded["name"])
-            embedder = ImageEmbedder(setting, batch_size=model.image_batch_size)
+            precision = image_precision or os.environ.get(PRECISION_ENV) or recorded.get("precision", "fp32")
+            embedder = ImageEmbedder(setting, batch_size=model.image_batch_size, precision=precision)
             if embedder.identity.sha256 != recorded["sha256"]:
                 raise PlatformError(
                     f"the model was trained with ResNet50 weights {recorded['name']} (sha256 {recorded['sha256'][:12]}...) "
@@ -411,13 +421,26 @@ class MultimodalClassifier:
                     "load it with the same image weights."
                 )
             model.image_weights = setting
+            model.image_precision = embedder.precision
             model._image_embedder = embedder
             model._image_weights_setting = setting
             model.weights_identity_ = embedder.identity
-        model.fusion_model_ = fusion.load(directory / FUSION_DIR)
+        model.fusion_model_ = _load_fusion(directory, config)
         model.training_summary_ = {k: v for k, v in config.training.items() if k != "report"}
         model.training_report_ = config.training.get("report", {})
         return model
+
+
+def _load_fusion(directory: Path, config: ModelConfig):
+    """The fusion network's arrays; a directory saved before ``fusion.npz`` existed has only ``fusion.keras``."""
+    from multimodal.fusion_network import FusionNetwork
+
+    path = directory / config.fusion["path"]
+    if path.suffix == ".keras":
+        from multimodal import fusion
+
+        return fusion.load_keras(path.parent)
+    return FusionNetwork.load(path.parent)
 
 
 def modality_slices(entries) -> list[tuple[int, int]]:

@@ -24,17 +24,43 @@ OUT_OF_FOLD = "out_of_fold"
 IN_SAMPLE = "in_sample"
 # Model families that need a package this project does not install; dropped from the presets.
 _OPTIONAL_FAMILIES = {"FASTAI": "fastai"}
+# Families whose installed wheels train on a CUDA GPU (LightGBM's PyPI wheel has no CUDA; CatBoost's GPU
+# mode changes its defaults and results, so it stays on the CPU).
+GPU_FAMILIES = ("XGB", "NN_TORCH")
 
 
-def hyperparameter_preset(quality: str) -> dict:
-    """AutoGluon's hyperparameter preset for ``quality``, without model families that are not installed."""
+def hyperparameter_preset(quality: str, num_gpus: int = 0) -> dict:
+    """AutoGluon's hyperparameter preset for ``quality``, without model families that are not installed;
+    with ``num_gpus`` > 0 the families in ``GPU_FAMILIES`` are given one GPU each."""
     from autogluon.tabular.configs.hyperparameter_configs import get_hyperparameter_config
 
     preset = get_hyperparameter_config(quality)
     for family, package in _OPTIONAL_FAMILIES.items():
         if family in preset and importlib.util.find_spec(package) is None:
             del preset[family]
+    if num_gpus > 0:
+        for family in GPU_FAMILIES:
+            if family in preset:
+                configs = preset[family] if isinstance(preset[family], list) else [preset[family]]
+                preset[family] = [_with_gpu(config) for config in configs]
     return preset
+
+
+def _with_gpu(config):
+    if not isinstance(config, dict):  # a named configuration such as "GBMLarge": leave it as AutoGluon defines it
+        return config
+    ag_args_fit = {**config.get("ag_args_fit", {}), "num_gpus": 1}
+    return {**config, "ag_args_fit": ag_args_fit}
+
+
+def visible_gpus() -> int:
+    """How many CUDA GPUs this process can use (0 on a CPU machine)."""
+    from autogluon.common.utils.resource_utils import ResourceManager
+
+    try:
+        return int(ResourceManager.get_gpu_count_torch(cuda_only=True))
+    except Exception:  # noqa: BLE001 - no CUDA runtime or driver means no GPU
+        return 0
 
 
 @dataclass
@@ -102,10 +128,12 @@ def fit_modality(
     predictor = TabularPredictor(
         label=LABEL, problem_type=problem_type, eval_metric=eval_metric, path=str(path), verbosity=0,
     )
+    num_gpus = visible_gpus()
     fit_kwargs = dict(
-        hyperparameters=hyperparameter_preset(quality),
+        hyperparameters=hyperparameter_preset(quality, num_gpus),
         time_limit=max(1.0, time_limit),
         ag_args_fit={"random_seed": seed},
+        num_gpus=num_gpus,
     )
     if stacking == OUT_OF_FOLD:
         fit_kwargs.update(

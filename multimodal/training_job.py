@@ -79,13 +79,12 @@ def discard_incomplete_model(paths: SageMakerPaths) -> None:
 
 def evaluate(model, frame: pd.DataFrame) -> dict:
     """Fusion and per-modality metrics of a fitted model on a labelled frame."""
-    from multimodal import fusion
     from multimodal.labels import drop_missing_labels
 
     frame = drop_missing_labels(frame, LABEL_COLUMN)
     codes = model.label_map_.encode(frame[LABEL_COLUMN])
     inputs = model.fusion_inputs(frame)
-    proba = fusion.predict(model.fusion_model_, inputs)
+    proba = model.fusion_model_.predict_proba(inputs)
     n = len(model.classes_)
     result = {"fusion": classification_metrics(codes, proba), "modalities": {}}
     for name, columns in model.modality_columns():

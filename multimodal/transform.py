@@ -95,7 +95,7 @@ class ServerClient:
         """The end of the server's log, when this client knows it."""
         return ""
 
-    def wait_ready(self, timeout: float = PING_TIMEOUT_SECONDS) -> float:
+    def wait_ready(self, timeout: float = PING_TIMEOUT_SECONDS, poll_seconds: float = 0.5) -> float:
         """Poll /ping until 200; returns the seconds it took. ``PlatformError`` if the server dies or times out."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
@@ -107,7 +107,7 @@ class ServerClient:
                         return time.monotonic() - started
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
-            time.sleep(0.5)
+            time.sleep(poll_seconds)
         raise PlatformError(f"serve did not answer /ping with 200 within {timeout:.0f} s:\n{self.log_tail()}")
 
     def get_json(self, path: str) -> dict:

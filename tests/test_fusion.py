@@ -1,6 +1,9 @@
 import numpy as np
+import pytest
 
 from multimodal import fusion
+from multimodal.errors import PlatformError
+from multimodal.fusion_network import FusionNetwork
 
 
 def test_layer_sizes_follow_the_original_formula():
@@ -28,11 +31,32 @@ def test_network_learns_separable_inputs_and_round_trips(tmp_path):
         return raw / raw.sum(axis=1, keepdims=True)
 
     inputs = np.concatenate([modality(), modality()], axis=1)
-    model, validation_rows = fusion.train_network(inputs, labels, 3, epochs=60, batch_size=32, validation_fraction=0.2,
-                                 patience=10, seed=0)
-    proba = fusion.predict(model, inputs)
+    network, validation_rows = fusion.train_network(inputs, labels, 3, epochs=60, batch_size=32,
+                                                    validation_fraction=0.2, patience=10, seed=0)
+    proba = network.predict_proba(inputs)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     assert (proba.argmax(axis=1) == labels).mean() > 0.95
     assert len(validation_rows) == 60
-    fusion.save(model, tmp_path)
-    assert np.array_equal(fusion.predict(fusion.load(tmp_path), inputs), proba)
+    assert network.layer_sizes == list(fusion.layer_sizes(6, 3))
+
+    # NumPy prediction equals Keras' own on the same weights; both files round-trip.
+    keras_model = fusion.to_keras(network)
+    keras_proba = np.asarray(keras_model(inputs, training=False), dtype=np.float64)
+    np.testing.assert_allclose(proba, keras_proba, atol=1e-6)
+    network.save(tmp_path)
+    fusion.save_keras(network, tmp_path)
+    assert np.array_equal(FusionNetwork.load(tmp_path).predict_proba(inputs), proba)
+    np.testing.assert_allclose(fusion.load_keras(tmp_path).predict_proba(inputs), proba, atol=1e-7)
+
+
+def test_a_damaged_network_file_fails_clearly(tmp_path):
+    with pytest.raises(PlatformError, match="not a fusion network file"):
+        FusionNetwork.load(tmp_path)
+    (tmp_path / "fusion.npz").write_bytes(b"not numpy")
+    with pytest.raises(PlatformError, match="not a fusion network file"):
+        FusionNetwork.load(tmp_path)
+    kernels = [np.zeros((4, 3), np.float32), np.zeros((2, 2), np.float32)]
+    biases = [np.zeros(3, np.float32), np.zeros(2, np.float32)]
+    FusionNetwork(kernels, biases, ["relu", "softmax"]).save(tmp_path)
+    with pytest.raises(PlatformError, match="layer 2"):
+        FusionNetwork.load(tmp_path)

@@ -68,9 +68,11 @@ def test_embeddings_are_2048_pooled_features_and_missing_rows_share_the_cached_b
     calls = []
     forward = embedder._forward
     embedder._forward = lambda batch: calls.append(len(batch)) or forward(batch)
+    embedder._blank_embedding = None
     try:
         cells = [jpeg_base64((200, 0, 0)), "", None, "broken!", jpeg_base64((0, 0, 200))] * 2
         features, missing, undecodable = embedder.embed(cells, "p_image")
+        calls_first = list(calls)
         again, _, _ = embedder.embed(["", ""], "p_image")
     finally:
         embedder._forward = forward
@@ -81,8 +83,8 @@ def test_embeddings_are_2048_pooled_features_and_missing_rows_share_the_cached_b
     assert np.array_equal(features[2], blank) and np.array_equal(again[0], blank)
     assert not np.allclose(features[0], blank)
     np.testing.assert_allclose(features[0], features[5], rtol=1e-4, atol=1e-4)
-    assert sum(1 for n in calls if n == 1) == 1, "the black square is embedded once"
-    assert sum(calls) == 5
+    assert sum(calls_first) == 4 + 1, "four images, then the black square once"
+    assert calls == calls_first, "a column of missing images runs no network"
 
 
 def test_random_weights_are_seeded_and_identified(embedder):
@@ -102,7 +104,7 @@ def test_weights_file_path_loads_and_bad_path_fails(tmp_path, embedder):
     import torch
 
     path = tmp_path / "resnet50.pth"
-    torch.save(embedder._model.state_dict(), path)
+    torch.save(images.build_backbone("random")[0].state_dict(), path)
     _, identity = images.build_backbone(str(path))
     assert identity.sha256 == embedder.identity.sha256 and identity.name == "file:resnet50.pth"
     with pytest.raises(PlatformError, match="does not exist"):
@@ -126,3 +128,31 @@ def test_imagenet_weights_come_from_the_torch_cache_or_fail_clearly(tmp_path, mo
         assert str(tmp_path) in message
     else:                                              # a machine with internet downloads the real file
         assert identity.name == "torchvision:IMAGENET1K_V2"
+
+
+def test_batched_path_matches_the_per_image_reference(embedder):
+    import torch
+
+    cells = [jpeg_base64((30 * i, 255 - 20 * i, 7 * i), size=(60 + 9 * i, 50)) for i in range(6)]
+    features, _, _ = embedder.embed(cells, "p_image")
+    reference = np.stack([images.preprocess(images.decode_image(c)) for c in cells])
+    fp32_network, _ = images.build_backbone("random")
+    with torch.inference_mode():
+        expected = fp32_network(torch.from_numpy(reference)).numpy()
+    cosine = (features * expected).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosine.min() > (0.99 if embedder.precision == "bf16" else 0.9999)
+
+
+def test_precision_setting(monkeypatch):
+    import torch
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(images.PRECISION_ENV, raising=False)
+    assert images.resolve_precision("fp32", cpu) == "fp32"
+    assert images.resolve_precision(None, cpu) == ("bf16" if images.native_bf16(cpu) else "fp32")
+    monkeypatch.setenv(images.PRECISION_ENV, "fp32")
+    assert images.resolve_precision(None, cpu) == "fp32"
+    with pytest.raises(UserError, match="not one of"):
+        images.resolve_precision("int8", cpu)
+    monkeypatch.setattr(images, "native_bf16", lambda device: False)
+    assert images.resolve_precision("bf16", cpu) == "fp32"

@@ -1,13 +1,25 @@
 import numpy as np
 import pandas as pd
 
-from multimodal.tabular import OUT_OF_FOLD, IN_SAMPLE, ModalityModel, fit_modality, hyperparameter_preset
+from multimodal.tabular import (GPU_FAMILIES, IN_SAMPLE, OUT_OF_FOLD, ModalityModel, fit_modality,
+                                hyperparameter_preset, visible_gpus)
 
 
 def test_presets_drop_model_families_that_are_not_installed():
     preset = hyperparameter_preset("very_light")
     assert "FASTAI" not in preset and "GBM" in preset
     assert set(hyperparameter_preset("toy")) == {"NN_TORCH", "GBM", "CAT", "XGB"}
+
+
+def test_with_a_gpu_the_cuda_capable_families_ask_for_it_and_the_others_do_not():
+    cpu, gpu = hyperparameter_preset("default"), hyperparameter_preset("default", num_gpus=1)
+    for family in GPU_FAMILIES:
+        assert all(c["ag_args_fit"]["num_gpus"] == 1 for c in gpu[family] if isinstance(c, dict)), family
+    assert gpu["GBM"] == cpu["GBM"] and gpu["CAT"] == cpu["CAT"]
+    assert "num_gpus" not in str(cpu)
+    import torch
+
+    assert visible_gpus() == torch.cuda.device_count()
 
 
 def numeric_task(n=80, seed=0):

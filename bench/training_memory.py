@@ -1,0 +1,84 @@
+"""Training memory: peak RSS of the real ``train`` entrypoint with 1k and 4k image rows.
+
+    .venv/bin/python bench/training_memory.py [--small 1000] [--large 4000]
+
+Each run is a fresh ``train`` process on a SageMaker /opt/ml tree (one ``_image`` column of real-photo
+JPEGs, one ``_num`` column, three classes, quality toy). Prints each run's peak RSS, the CSV size, and
+the growth per extra image row beyond the CSV's own bytes (goal: at most about 20 KB).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import common
+
+TRAIN = str(common.ROOT / ".venv" / "bin" / "train")
+
+
+def write_tree(root: Path, rows: int, cells: list[str]) -> int:
+    """An /opt/ml tree with ``rows`` image rows; returns the CSV's size in bytes."""
+    import numpy as np
+    import pandas as pd
+
+    random = np.random.default_rng(1)
+    labels = random.integers(0, 3, rows)
+    frame = pd.DataFrame({
+        "ID": np.arange(rows),
+        "size_num": labels + random.normal(0, 1.5, rows),
+        "photo_image": [cells[(3 * random.integers(0, len(cells) // 3) + label) % len(cells)] for label in labels],
+        "label": labels,
+    })
+    config = root / "input" / "config"
+    data = root / "input" / "data" / "train"
+    for directory in (config, data, root / "model", root / "output"):
+        directory.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps({"quality": "toy", "n_mins": "4", "num_folds": "3"}))
+    (config / "inputdataconfig.json").write_text(json.dumps({"train": {"ContentType": "text/csv",
+                                                                       "TrainingInputMode": "File"}}))
+    frame.to_csv(data / "train.csv", index=False)
+    return (data / "train.csv").stat().st_size
+
+
+def peak_rss_kb(root: Path) -> tuple[int, float]:
+    """Peak RSS (KB) and wall seconds of one ``train`` process, measured from a fresh parent."""
+    probe = ("import resource, subprocess, sys, time; t = time.time(); "
+             "r = subprocess.run([sys.argv[1]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.time() - t)")
+    environment = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "MULTIMODAL_IMAGE_WEIGHTS": "random"}
+    output = subprocess.run([sys.executable, "-c", probe, TRAIN], env=environment, capture_output=True, text=True,
+                            check=True).stdout.split()
+    if output[0] != "0":
+        failure = root / "output" / "failure"
+        raise SystemExit(f"train failed: {failure.read_text()[:500] if failure.exists() else output}")
+    return int(output[1]), float(output[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=4000)
+    args = parser.parse_args()
+    cells = common.photo_cells(300)
+    results = []
+    for rows in (args.small, args.large):
+        with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
+            csv_bytes = write_tree(Path(scratch), rows, cells)
+            rss_kb, seconds = peak_rss_kb(Path(scratch))
+        results.append((rows, csv_bytes, rss_kb, seconds))
+    common.print_table("Training peak RSS (fresh `train` process each)", ["image rows", "CSV MB", "peak RSS MB", "wall s"],
+                       [[r, f"{b / 1e6:.1f}", f"{k / 1024:.0f}", f"{s:.0f}"] for r, b, k, s in results])
+    (small, small_bytes, small_rss, _), (large, large_bytes, large_rss, _) = results
+    extra_rows = large - small
+    per_row = (large_rss * 1024 - small_rss * 1024 - (large_bytes - small_bytes)) / extra_rows
+    print(f"\ngrowth per extra image row beyond the CSV's bytes: {per_row / 1024:.1f} KB (goal <= about 20 KB); "
+          f"CSV bytes per row {(large_bytes - small_bytes) / extra_rows / 1024:.1f} KB")
+
+
+if __name__ == "__main__":
+    main()
