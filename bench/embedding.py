@@ -41,8 +41,11 @@ def main() -> None:
     ready_cl = ready_nchw.contiguous(memory_format=torch.channels_last)
     baseline, _ = images.build_backbone("random")
     channels_last = copy.deepcopy(baseline).to(memory_format=torch.channels_last)
-    folded_fp32 = images.inference_network(copy.deepcopy(baseline), torch.device("cpu"), torch.float32)
-    folded_bf16 = images.inference_network(copy.deepcopy(baseline), torch.device("cpu"), torch.bfloat16)
+    cpu = torch.device("cpu")
+    folded_fp32 = images.inference_network(copy.deepcopy(baseline), cpu, torch.float32, compiled=False)
+    traced_fp32 = images.inference_network(copy.deepcopy(baseline), cpu, torch.float32)
+    folded_bf16 = images.inference_network(copy.deepcopy(baseline), cpu, torch.bfloat16, compiled=False)
+    traced_bf16 = images.inference_network(copy.deepcopy(baseline), cpu, torch.bfloat16)
 
     def run(model, tensor, autocast: bool = False, dtype=torch.float32):
         def go():
@@ -62,6 +65,9 @@ def main() -> None:
         "bf16 autocast, NCHW": run(baseline, ready_nchw, autocast=True),
         "bf16 autocast, channels_last": run(channels_last, ready_cl, autocast=True),
         "bf16 weights, channels_last, batch norm folded": run(folded_bf16, ready_cl, dtype=torch.bfloat16),
+        "fp32, channels_last, folded, TorchScript frozen (oneDNN graph)": run(traced_fp32, ready_cl),
+        "bf16, channels_last, folded, TorchScript frozen (oneDNN graph)": run(traced_bf16, ready_cl,
+                                                                            dtype=torch.bfloat16),
         "product network on decoded uint8 (normalise + forward)": network_only,
         "product end to end: base64 -> decode -> resize/crop -> features": lambda: embedder.embed(cells, "bench"),
     }
