@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from multimodal.errors import AlgorithmError, UserError
 
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 LABEL = "__label__"
 OUT_OF_FOLD = "out_of_fold"
 IN_SAMPLE = "in_sample"
+PERSIST_MEMORY_FRACTION = 0.4  # keep a predictor's models in memory when they take less than this of what is free
 # Model families that need a package this project does not install; dropped from the presets.
 _OPTIONAL_FAMILIES = {"FASTAI": "fastai"}
 # Families whose installed wheels train on a CUDA GPU (LightGBM's PyPI wheel has no CUDA; CatBoost's GPU
@@ -90,7 +92,16 @@ class ModalityModel:
         from autogluon.tabular import TabularPredictor
 
         predictor = TabularPredictor.load(str(path), verbosity=0, require_py_version_match=False)
-        predictor.persist(models="best", with_ancestors=True)
+        # AutoGluon's own memory check before persisting runs gc.collect() once per fold model (about 2.5 s
+        # per predictor in a process holding torch); the size on disk is a cheap, sufficient stand-in.
+        on_disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+        available = psutil.virtual_memory().available
+        if on_disk < PERSIST_MEMORY_FRACTION * available:
+            predictor.persist(models="best", with_ancestors=True, max_memory=None)
+        else:
+            logger.warning("modality '%s': its models (%.0f MB on disk) are not kept in memory (%.0f MB available);"
+                           " predictions read them from disk each time: give the endpoint more memory",
+                           name, on_disk / 1e6, available / 1e6)
         return cls(name=name, path=path, layout=layout, predictor=predictor)
 
 
@@ -121,8 +132,10 @@ def fit_modality(
     if len(present) < 2:
         raise UserError(f"modality '{name}' has a single label value; it cannot be trained.")
     layout = list(range(n_classes)) + ([n_classes] if n_classes in present else [])
-    data = features.reset_index(drop=True).copy()
-    data[LABEL] = labels
+    if not features.index.equals(pd.RangeIndex(len(features))):
+        features = features.reset_index(drop=True)
+    # The label joins the features without copying them (2048 float columns per image column add up).
+    data = pd.concat([features, pd.Series(labels, name=LABEL)], axis=1, copy=False)
     problem_type = "binary" if len(present) == 2 else "multiclass"
     started = time.monotonic()
     predictor = TabularPredictor(
@@ -150,11 +163,11 @@ def fit_modality(
             "(n_hours, n_mins, n_secs) or use a smaller quality."
         )
     model = ModalityModel(name=name, path=path, layout=layout, predictor=predictor)
-    features_only = data.drop(columns=[LABEL])
+    del data
     if stacking == OUT_OF_FOLD:
-        train_proba = _out_of_fold(predictor, features_only, layout)
+        train_proba = _out_of_fold(predictor, features, layout)
     else:
-        train_proba = model.predict_proba(features_only)
+        train_proba = model.predict_proba(features)
     best = predictor.model_best
     model.leaderboard = predictor.leaderboard(silent=True)
     score = model.leaderboard.set_index("model").loc[best, "score_val"]
@@ -163,7 +176,7 @@ def fit_modality(
     logger.info(
         "modality '%s': fitted %d rows x %d features in %.1f s (budget %.0f s); best model %s, "
         "validation %s %.4f; %d label values (%s)",
-        name, len(data), features.shape[1], time.monotonic() - started, time_limit, best,
+        name, len(features), features.shape[1], time.monotonic() - started, time_limit, best,
         eval_metric, score, len(layout), "with sentinel" if len(layout) > n_classes else "no sentinel",
     )
     return model, train_proba

@@ -47,7 +47,7 @@ def test_model_directory_layout_and_config(saved_model_dir):
     names = {p.relative_to(saved_model_dir).as_posix() for p in saved_model_dir.iterdir()}
     assert names == {"text", "num", "cat", "img", "wholistic", "model_config.json"}
     assert (saved_model_dir / "img" / "photo_image" / "predictor.pkl").is_file()
-    assert (saved_model_dir / "wholistic" / "fusion.keras").is_file()
+    assert {p.name for p in (saved_model_dir / "wholistic").iterdir()} == {"fusion.npz", "fusion.keras"}
     pickles = [p for p in saved_model_dir.rglob("*.pkl")]
     assert pickles and all(p.relative_to(saved_model_dir).parts[0] in {"text", "num", "cat", "img"} for p in pickles), \
         "pickles only inside AutoGluon's own directories"
@@ -55,6 +55,8 @@ def test_model_directory_layout_and_config(saved_model_dir):
     assert config["classes"] == ["cat", "dog", "fish"]
     assert config["schema"]["columns"][0] == "ID" and config["schema"]["image"] == ["photo_image"]
     assert config["image_weights"]["name"] == "random(seed=0)" and len(config["image_weights"]["sha256"]) == 64
+    assert config["image_weights"]["precision"] in ("bf16", "fp32")
+    assert config["fusion"]["path"] == "wholistic/fusion.npz" and config["fusion"]["layers"] == [12, 7, 3]
     assert config["hyperparameters"]["quality"] == "toy" and config["hyperparameters"]["num_folds"] == 2
     layouts = {m["name"]: m["layout"] for m in config["modalities"]}
     assert layouts["text"] == [0, 1, 2, 3] and layouts["img/photo_image"] == [0, 1, 2, 3], "sentinel label 3"
@@ -75,6 +77,7 @@ def test_load_in_a_fresh_process_gives_identical_probabilities(fitted, saved_mod
         frame = make_frame(24, seed=1)   # the session's test_frame, rebuilt
         np.save({str(tmp_path / "proba.npy")!r}, model.predict_proba(frame).to_numpy())
         print(model.predict(frame).tolist()[:3])
+        assert "tensorflow" not in sys.modules, "loading and predicting need no TensorFlow"
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 
+from multimodal import tabular
 from multimodal.tabular import (GPU_FAMILIES, IN_SAMPLE, OUT_OF_FOLD, ModalityModel, fit_modality,
                                 hyperparameter_preset, visible_gpus)
 
@@ -29,7 +30,7 @@ def numeric_task(n=80, seed=0):
     return features, labels
 
 
-def test_out_of_fold_probabilities_cover_every_row_in_layout_order(tmp_path):
+def test_out_of_fold_probabilities_cover_every_row_in_layout_order(tmp_path, caplog, monkeypatch):
     features, labels = numeric_task()
     labels = labels.copy()
     labels[:12] = 2                      # sentinel rows (n_classes=2)
@@ -42,6 +43,12 @@ def test_out_of_fold_probabilities_cover_every_row_in_layout_order(tmp_path):
     assert not np.allclose(proba, in_sample), "out-of-fold probabilities differ from in-sample ones"
     loaded = ModalityModel.load("num", tmp_path / "num", model.layout)
     np.testing.assert_array_equal(loaded.predict_proba(features), in_sample)
+    assert loaded.predictor.model_best in loaded.predictor.unpersist(), "the best model is kept in memory"
+
+    monkeypatch.setattr(tabular, "PERSIST_MEMORY_FRACTION", 0.0)  # as if the machine had no memory to spare
+    from_disk = ModalityModel.load("num", tmp_path / "num", model.layout)
+    assert "not kept in memory" in caplog.text and from_disk.predictor.unpersist() == []
+    np.testing.assert_array_equal(from_disk.predict_proba(features), in_sample)
 
 
 def test_in_sample_stacking_and_no_sentinel_layout(tmp_path):
