@@ -51,6 +51,32 @@ class ModelHolder:
             self.ready.set()
 
 
+DRAIN_LIMIT_BYTES = 256 * 1024 * 1024  # an oversized body is read and dropped up to this, so the client gets the 413
+
+
+def read_body(stream, declared_length: int | None, limit: int) -> bytes | None:
+    """The request body, or None when it is over ``limit`` bytes; the size is checked before anything is
+    parsed or kept. An oversized body is read and dropped (up to ``DRAIN_LIMIT_BYTES``) so that the client,
+    still sending, receives the 413 instead of a reset connection."""
+    if declared_length is not None and declared_length > limit:
+        _drain(stream)
+        return None
+    body = stream.read(limit + 1)
+    if len(body) > limit:
+        _drain(stream)
+        return None
+    return body
+
+
+def _drain(stream) -> None:
+    drained = 0
+    while drained < DRAIN_LIMIT_BYTES:
+        chunk = stream.read(1024 * 1024)
+        if not chunk:
+            return
+        drained += len(chunk)
+
+
 def _text(body: str, status: int) -> Response:
     return Response(body.rstrip("\n") + "\n", status=status, mimetype="text/plain")
 
@@ -58,7 +84,6 @@ def _text(body: str, status: int) -> Response:
 def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
     """The Flask app over a ``ModelHolder`` (loading starts here)."""
     app = Flask("multimodal")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     holder.start()
 
     @app.get("/ping")
@@ -81,9 +106,14 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
             return _text("the model is still loading; retry after /ping answers 200", 503)
         model = holder.model
         started = time.monotonic()
+        body = read_body(request.stream, request.content_length, settings.max_payload_bytes)
+        if body is None:
+            logger.warning("/invocations 413: payload over MaxPayloadInMB (%d MB)", settings.max_payload_mb)
+            return _text(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller mini-batches "
+                         "or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.", 413)
         try:
             kind, with_proba = response_format(request.headers.get("Accept"), settings.probabilities)
-            parsed = parse_payload(request.get_data(cache=False), request.headers.get("Content-Type"), model.schema_)
+            parsed = parse_payload(body, request.headers.get("Content-Type"), model.schema_)
             with holder.predict_lock:
                 proba = model.predict_proba(parsed.frame).to_numpy()
         except PayloadError as error:
@@ -97,11 +127,6 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
         body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
         logger.info("/invocations: %d records in %.2f s", len(labels), time.monotonic() - started)
         return Response(body, status=200, mimetype=kind)
-
-    @app.errorhandler(413)
-    def too_large(_error):
-        return _text(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller mini-batches "
-                     "or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.", 413)
 
     @app.errorhandler(404)
     def not_found(_error):

@@ -24,6 +24,9 @@ JSON = "application/json"
 CONTENT_TYPES = {CSV: CSV, "application/x-csv": CSV, JSON_LINES: JSON_LINES, "application/x-jsonlines": JSON_LINES,
                  "application/jsonl": JSON_LINES, JSON: JSON}
 ACCEPT_TYPES = (CSV, JSON_LINES, JSON)
+# The csv module refuses fields over 128 KB by default; one base64 photo is often larger. The request size
+# is bounded by MaxPayloadInMB before parsing.
+csv.field_size_limit(2**31 - 1)
 
 
 class PayloadError(UserError):
@@ -162,6 +165,8 @@ def parse_json_lines(body: bytes, schema: Schema) -> ParsedPayload:
             objects.append(json.loads(raw))
         except ValueError as error:
             raise PayloadError(f"line {number}: not valid JSON ({error}).") from None
+        except RecursionError:
+            raise PayloadError(f"line {number}: JSON nested too deeply; send one flat object per line.") from None
         lines.append(number)
     return _records_frame(objects, lines, schema)
 
@@ -172,6 +177,8 @@ def parse_json(body: bytes, schema: Schema) -> ParsedPayload:
         data = json.loads(_decode(body) or "null")
     except ValueError as error:
         raise PayloadError(f"line {getattr(error, 'lineno', 1)}: not valid JSON ({error}).") from None
+    except RecursionError:
+        raise PayloadError("line 1: JSON nested too deeply; send a flat list of objects.") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

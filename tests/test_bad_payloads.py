@@ -1,0 +1,182 @@
+"""Malformed requests against the real ``serve`` (gunicorn worker, the session's model): every reply is a
+4xx naming the line (and column where there is one) or a documented 200, never a 5xx; a good request
+right after each one succeeds, and the worker never restarts. A property-based test does the same for
+generated CSV payloads through the app."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from multimodal.app import ModelHolder, create_app
+from multimodal.server_settings import ServerSettings
+from multimodal.transform import LocalServer
+from synthetic import csv_lines, jpeg_base64
+
+GOOD = "r1,a cat,purr meow,1.5,3,red,{image}\n"
+HEADER = "ID,title_text,body_text,weight_num,age_num,color_cat,photo_image"
+CSV, JSONL, JSON = "text/csv", "application/jsonlines", "application/json"
+
+
+def image_cell(image: Image.Image, fmt: str, **options) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def png_header_only(width: int, height: int) -> str:
+    """A PNG that declares width x height pixels in a few hundred bytes (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    raw += chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+    return base64.b64encode(raw).decode()
+
+
+def row(image: str = "", **cells) -> str:
+    values = {"ID": "r1", "title_text": "a cat", "body_text": "purr", "weight_num": "1.5", "age_num": "3",
+              "color_cat": "red", "photo_image": image, **cells}
+    return ",".join(values[c] for c in HEADER.split(",")) + "\n"
+
+
+def jsonl(*objects) -> bytes:
+    return "".join(json.dumps(o) + "\n" for o in objects).encode()
+
+
+JPEG = jpeg_base64((200, 40, 40))
+truncated_jpeg = base64.b64encode(base64.b64decode(JPEG)[: len(base64.b64decode(JPEG)) // 2]).decode()
+gray16 = Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16))
+frames_gif = Image.new("P", (40, 40), 3)
+cmyk = Image.new("CMYK", (40, 40), (0, 255, 255, 0))
+
+# (name, body, content type, extra headers, expected status, words the reply must contain)
+CASES = [
+    ("too few fields", b"a,b\n", CSV, {}, 400, "line 1: 2 fields, expected 7"),
+    ("too many fields", (row()[:-1] + ",extra\n").encode(), CSV, {}, 400, "line 1: 8 fields"),
+    ("wrong count on line 3", (row() * 2 + "x,y\n").encode(), CSV, {}, 400, "line 3: 2 fields"),
+    ("empty body", b"", CSV, {}, 400, "empty"),
+    ("only a newline", b"\n", CSV, {}, 400, "empty"),
+    ("only CRLF newlines", b"\r\n\r\n", CSV, {}, 400, "empty"),
+    ("training header only", (HEADER + ",label\n").encode(), CSV, {}, 400, "no records"),
+    ("inference header only", (HEADER + "\n").encode(), CSV, {}, 400, "no records"),
+    ("non-UTF-8 byte on line 2", row().encode() + "r2,caf\xe9,x,1,2,red,\n".encode("latin-1"), CSV, {}, 400,
+     "line 2: the payload is not UTF-8"),
+    ("quote left open", (row() + 'r2,"open quote,x,1,2,red,\n').encode(), CSV, {}, 400, "line"),
+    ("1e309", row(weight_num="1e309").encode(), CSV, {}, 400, "line 1, column 'weight_num': '1e309' is not a finite"),
+    ("inf", row(weight_num="inf").encode(), CSV, {}, 400, "column 'weight_num': 'inf' is not a finite number"),
+    ("-Infinity", row(age_num="-Infinity").encode(), CSV, {}, 400, "column 'age_num'"),
+    ("decimal comma", row(weight_num='"1,5"').encode(), CSV, {}, 400, "column 'weight_num': '1,5' is not a number"),
+    ("thousands space", row(weight_num="1 000").encode(), CSV, {}, 400, "column 'weight_num'"),
+    ("hex number", row(age_num="0x10").encode(), CSV, {}, 400, "column 'age_num': '0x10'"),
+    ("nan is a missing number", row(weight_num="nan").encode(), CSV, {}, 200, ""),
+    ("NUL byte in a text cell is text", row(title_text="a\x00b").encode(), CSV, {}, 200, ""),
+    ("a blank line between records", (row() + "\n" + row()).encode(), CSV, {}, 400, "line 2: empty line"),
+    ("10000 columns", (",".join(["x"] * 10000) + "\n").encode(), CSV, {}, 400, "line 1: 10000 fields, expected 7"),
+    ("only commas: every value missing", b",,,,,,\n", CSV, {}, 200, ""),
+    ("4 MB text cell", row(body_text="word " * 800_000).encode(), CSV, {}, 200, ""),
+    ("10 MB text cell", row(body_text="word " * 2_000_000).encode(), CSV, {}, 413, "MaxPayloadInMB"),
+    ("payload over MaxPayloadInMB", (row(JPEG) * 20_000).encode(), CSV, {}, 413, "MaxPayloadInMB (6 MB)"),
+    ("bad base64 image", row("%%%not base64%%%").encode(), CSV, {}, 200, ""),
+    ("base64 of text", row(base64.b64encode(b"just some text").decode()).encode(), CSV, {}, 200, ""),
+    ("truncated JPEG", row(truncated_jpeg).encode(), CSV, {}, 200, ""),
+    ("20000x20000 PNG (bomb)", row(png_header_only(20000, 20000)).encode(), CSV, {}, 200, ""),
+    ("GIF", row(image_cell(frames_gif, "GIF")).encode(), CSV, {}, 200, ""),
+    ("WEBP", row(image_cell(Image.new("RGB", (40, 40), (9, 99, 199)), "WEBP")).encode(), CSV, {}, 200, ""),
+    ("CMYK JPEG", row(image_cell(cmyk, "JPEG")).encode(), CSV, {}, 200, ""),
+    ("16-bit PNG", row(image_cell(gray16, "PNG")).encode(), CSV, {}, 200, ""),
+    ("data-URI prefix (quoted: it holds a comma)", row('"data:image/jpeg;base64,' + JPEG + '"').encode(), CSV, {},
+     200, ""),
+    ("JSON Lines: missing keys are missing values", jsonl({"ID": "r1", "title_text": "cat"}), JSONL, {}, 200, ""),
+    ("JSON Lines: extra keys are ignored", jsonl({"ID": "r1", "zzz": 1, "label": "cat"}), JSONL, {}, 200, ""),
+    ("JSON Lines: number where text is expected", jsonl({"ID": 7, "title_text": 3.5}), JSONL, {}, 200, ""),
+    ("JSON Lines: text where a number is expected", jsonl({"weight_num": "heavy"}), JSONL, {}, 400,
+     "line 1, column 'weight_num': 'heavy'"),
+    ("JSON Lines: nested object", jsonl({"ID": "r1"}, {"title_text": {"a": 1}}), JSONL, {}, 400,
+     "line 2, key 'title_text': a dict is not a cell value"),
+    ("JSON Lines: list value", jsonl({"age_num": [1, 2]}), JSONL, {}, 400, "key 'age_num': a list"),
+    ("JSON Lines: an array, not an object", b"[1, 2, 3]\n", JSONL, {}, 400, "line 1: expected a JSON object"),
+    ("JSON Lines: invalid JSON on line 2", b'{"ID": "r1"}\n{"ID": \n', JSONL, {}, 400, "line 2: not valid JSON"),
+    ("JSON Lines: NaN literal", b'{"weight_num": NaN}\n', JSONL, {}, 400, "not a finite number"),
+    ("JSON Lines: nested 100000 deep", b"[" * 100_000 + b"\n", JSONL, {}, 400, "line 1: JSON nested too deeply"),
+    ("JSON: a bare string", b'"hello"', JSON, {}, 400, "expected a JSON list of objects"),
+    ("JSON: list of numbers", b"[1, 2]", JSON, {}, 400, "expected a JSON object"),
+    ("JSON: nested 100000 deep", b"[" * 100_000, JSON, {}, 400, "nested too deeply"),
+    ("content type not accepted", row().encode(), "application/x-parquet", {}, 415, "not supported"),
+    ("Accept not offered", row().encode(), CSV, {"Accept": "image/png"}, 406, "cannot answer"),
+    ("content type with charset", row().encode(), "text/csv; charset=utf-8", {}, 200, ""),
+    ("garbled content type defaults to CSV", row().encode(), ";;;", {}, 200, ""),
+]
+
+
+@pytest.fixture(scope="module")
+def server(saved_model_dir):
+    with LocalServer(saved_model_dir, {"MULTIMODAL_IMAGE_WEIGHTS": "random"}) as running:
+        running.wait_ready(timeout=180)
+        yield running
+
+
+def test_the_corpus_is_big_enough():
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("name, body, content_type, headers, status, words", CASES, ids=[c[0] for c in CASES])
+def test_malformed_request(server, name, body, content_type, headers, status, words):
+    answer_status, answer = server.invoke(body, content_type, headers.get("Accept", CSV))
+    text = answer.decode(errors="replace")
+    assert answer_status == status, text[:500]
+    assert words in text, text[:500]
+    if status == 200:
+        assert len(text.splitlines()) == max(1, body.count(b"\n") - body.count(b"\n\n")), text[:500]
+    good_status, good = server.invoke(row(JPEG).encode(), CSV, CSV)
+    assert good_status == 200 and len(good.decode().splitlines()) == 1
+
+
+def test_the_worker_never_restarted(server):
+    assert server.log_tail(10**7).count("Booting worker") == 1, server.log_tail()
+    assert "Traceback" not in server.log_tail(10**7)
+
+
+@pytest.fixture(scope="module")
+def app_client(fitted):
+    holder = ModelHolder(lambda: fitted)
+    app = create_app(holder, ServerSettings(max_payload_mb=1))
+    holder.ready.wait(30)
+    return app.test_client()
+
+
+CELL = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "nan", "1e309", "-0", "3.5", "1,5", '"', '""', "\n", "\r\n", "\x00", JPEG, "%%%"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+LINE = st.lists(CELL, min_size=0, max_size=10)
+
+
+def to_csv(lines: list[list[str]]) -> bytes:
+    import csv
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(lines)
+    return buffer.getvalue().encode("utf-8", errors="surrogatepass")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(lines=st.lists(LINE, min_size=0, max_size=6), raw_tail=st.binary(max_size=8))
+def test_generated_csv_payloads_get_a_result_per_record_or_a_4xx_naming_a_line(app_client, lines, raw_tail):
+    body = to_csv(lines) + raw_tail
+    response = app_client.post("/invocations", data=body, content_type=CSV)
+    text = response.get_data(as_text=True)
+    assert response.status_code in (200, 400, 413), text
+    if response.status_code == 200:
+        assert len(text.splitlines()) >= 1
+    else:
+        assert "line" in text or "payload" in text, text
