@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import statistics
 
 import common
 import pandas as pd

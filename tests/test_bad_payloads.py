@@ -19,7 +19,7 @@ from PIL import Image
 from multimodal.app import ModelHolder, create_app
 from multimodal.server_settings import ServerSettings
 from multimodal.transform import LocalServer
-from synthetic import csv_lines, jpeg_base64
+from synthetic import jpeg_base64
 
 GOOD = "r1,a cat,purr meow,1.5,3,red,{image}\n"
 HEADER = "ID,title_text,body_text,weight_num,age_num,color_cat,photo_image"
