@@ -28,7 +28,9 @@ class ServerSettings:
 
     port: int = 8080
     workers: int = 1
-    threads: int = 4
+    # Predictions run one at a time per worker; the spare threads answer /ping (under 2 s) while up to 15
+    # requests wait their turn.
+    threads: int = 16
     timeout: int = 600
     graceful_timeout: int = 5
     max_payload_mb: int = 6
@@ -50,7 +52,7 @@ class ServerSettings:
         return cls(
             port=_number(environ, "SAGEMAKER_BIND_TO_PORT", 8080, maximum=65535),
             workers=_number(environ, "MODEL_SERVER_WORKERS", 1, maximum=64),
-            threads=_number(environ, "MODEL_SERVER_THREADS", 4, minimum=2, maximum=64),
+            threads=_number(environ, "MODEL_SERVER_THREADS", 16, minimum=2, maximum=128),
             timeout=_number(environ, "MODEL_SERVER_TIMEOUT", 600, maximum=3600),
             graceful_timeout=_number(environ, "MODEL_SERVER_GRACEFUL_TIMEOUT", 5, maximum=120),
             max_payload_mb=_number(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, maximum=100),
