@@ -36,3 +36,15 @@ def fitted(train_frame):
 @pytest.fixture(scope="session")
 def saved_model_dir(fitted, tmp_path_factory):
     return fitted.save(tmp_path_factory.mktemp("model") / "model")
+
+
+@pytest.fixture(scope="session")
+def app_client(fitted):
+    """Flask's test client over the app serving the session's model (MaxPayloadInMB 1)."""
+    from multimodal.app import ModelHolder, create_app
+    from multimodal.server_settings import ServerSettings
+
+    holder = ModelHolder(lambda: fitted)
+    app = create_app(holder, ServerSettings(max_payload_mb=1))
+    holder.ready.wait(30)
+    return app.test_client()

@@ -10,11 +10,8 @@ from synthetic import csv_lines, jpeg_base64
 
 
 @pytest.fixture(scope="module")
-def client(fitted):
-    holder = ModelHolder(lambda: fitted)
-    app = create_app(holder, ServerSettings(max_payload_mb=1))
-    holder.ready.wait(30)
-    return app.test_client()
+def client(app_client):
+    return app_client
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from multimodal.app import ModelHolder, create_app
-from multimodal.server_settings import ServerSettings
 from multimodal.transform import LocalServer
 from synthetic import jpeg_base64
 
@@ -142,14 +140,6 @@ def test_malformed_request(server, name, body, content_type, headers, status, wo
 def test_the_worker_never_restarted(server):
     assert server.log_tail(10**7).count("Booting worker") == 1, server.log_tail()
     assert "Traceback" not in server.log_tail(10**7)
-
-
-@pytest.fixture(scope="module")
-def app_client(fitted):
-    holder = ModelHolder(lambda: fitted)
-    app = create_app(holder, ServerSettings(max_payload_mb=1))
-    holder.ready.wait(30)
-    return app.test_client()
 
 
 CELL = st.one_of(
