@@ -37,6 +37,7 @@ MAX_IMAGE_PIXELS = 40_000_000  # refuse larger images before decoding them (deco
 RANDOM_WEIGHTS_SEED = 0
 IMAGENET_WEIGHTS_NAME = "IMAGENET1K_V2"
 WEIGHTS_ENV = "MULTIMODAL_IMAGE_WEIGHTS"
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow's own bomb check (warning above, error at twice) uses the same bound
 _DATA_URI = re.compile(r"^\s*data:[^,]{0,100},")
 _WHITESPACE = re.compile(r"\s+")
 

@@ -52,6 +52,12 @@ def test_undecodable_cells_say_why(cell, words):
         images.decode_image(cell)
 
 
+def test_pillow_itself_is_bounded_too():
+    from PIL import Image as PillowImage
+
+    assert PillowImage.MAX_IMAGE_PIXELS == images.MAX_IMAGE_PIXELS
+
+
 def test_huge_image_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(images.ImageDecodeError, match="larger than 100 pixels"):
