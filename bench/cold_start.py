@@ -37,7 +37,8 @@ directory = Path(sys.argv[1]); config = ModelConfig.read(directory)
 models = [ModalityModel.load(e.name, directory / e.path, e.layout) for e in config.modalities]
 lap(f"load + persist {len(models)} AutoGluon predictors")
 FusionNetwork.load(directory / "wholistic"); lap("load the fusion network (NumPy)")
-ImageEmbedder("random", precision=config.image_weights.get("precision")); lap("build ResNet50 (weights, sha256, fold, bf16)")
+ImageEmbedder("random", precision=config.image_weights.get("precision"))
+lap("build ResNet50 (weights, sha256, fold, bf16)")
 print("tensorflow imported|" + str("tensorflow" in sys.modules))
 '''
 

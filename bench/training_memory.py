@@ -71,7 +71,8 @@ def main() -> None:
             csv_bytes = write_tree(Path(scratch), rows, cells)
             rss_kb, seconds = peak_rss_kb(Path(scratch))
         results.append((rows, csv_bytes, rss_kb, seconds))
-    common.print_table("Training peak RSS (fresh `train` process each)", ["image rows", "CSV MB", "peak RSS MB", "wall s"],
+    common.print_table("Training peak RSS (fresh `train` process each)",
+                       ["image rows", "CSV MB", "peak RSS MB", "wall s"],
                        [[r, f"{b / 1e6:.1f}", f"{k / 1024:.0f}", f"{s:.0f}"] for r, b, k, s in results])
     (small, small_bytes, small_rss, _), (large, large_bytes, large_rss, _) = results
     extra_rows = large - small

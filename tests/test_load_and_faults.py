@@ -92,5 +92,6 @@ def test_a_worker_killed_mid_request_is_replaced_and_the_server_answers_again(sa
         replacement = worker_processes(server)
         assert status == 200 and len(answer.splitlines()) == 2
         assert replacement and replacement[0].pid != victim.pid
-        print(f"\nworker SIGKILLed: serving again {time.monotonic() - killed:.1f} s later (ping after {recovered:.1f} s)")
+        print(f"\nworker SIGKILLed: serving again {time.monotonic() - killed:.1f} s later "
+              f"(ping after {recovered:.1f} s)")
         assert time.monotonic() - killed < 60
