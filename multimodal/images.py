@@ -323,6 +323,8 @@ class ImageEmbedder:
         model, self.identity = build_backbone(weights)
         self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self._model = inference_network(model, self.device, self._dtype)
+        self._traced = isinstance(self._model, torch.jit.ScriptModule)
+        self._profiled_sizes: set[int] = set()
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(IMAGENET_MEAN * 255.0, device=self.device).reshape(shape)
         self._std = torch.tensor(IMAGENET_STD * 255.0, device=self.device).reshape(shape)
@@ -340,11 +342,23 @@ class ImageEmbedder:
 
         # One forward pass at a time: concurrent requests would only split the same cores, and the
         # traced network compiles a new batch shape on first sight.
+        rows = len(batch)
+        if self._traced:
+            # The traced network's first run on a new batch shape is a profiling run whose arithmetic differs
+            # slightly from every later run: pad batches to a few sizes (a row's features do not depend on
+            # its batch) and run each size once before its results count, so equal images always give
+            # equal features.
+            size = min(1 << (rows - 1).bit_length(), max(rows, self.batch_size))
+            if size > rows:
+                batch = np.concatenate([batch, np.zeros((size - rows,) + batch.shape[1:], dtype=batch.dtype)])
         with self._lock, torch.inference_mode():
             # NHWC memory seen as NCHW is exactly the channels-last layout: no copy.
             pixels = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2)
             tensor = ((pixels.float() - self._mean) / self._std).to(self._dtype)
-            return self._model(tensor).float().cpu().numpy()
+            if self._traced and len(batch) not in self._profiled_sizes:
+                self._model(tensor)
+                self._profiled_sizes.add(len(batch))
+            return self._model(tensor)[:rows].float().cpu().numpy()
 
     @property
     def blank_embedding(self) -> np.ndarray:

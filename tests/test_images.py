@@ -162,3 +162,13 @@ def test_precision_setting(monkeypatch):
         images.resolve_precision("int8", cpu)
     monkeypatch.setattr(images, "native_bf16", lambda device: False)
     assert images.resolve_precision("bf16", cpu) == "fp32"
+
+
+def test_equal_images_give_equal_features_whatever_came_before_and_whatever_the_batch():
+    embedder = images.ImageEmbedder("random", batch_size=8)
+    cells = [jpeg_base64((10 * i, 200 - 10 * i, 90)) for i in range(11)]
+    first, _, _ = embedder.embed(cells[:3], "p_image")       # a fresh embedder: first sight of its batch sizes
+    later, _, _ = embedder.embed(cells, "p_image")           # batches of 8 and 3
+    again, _, _ = embedder.embed(cells[:3], "p_image")
+    np.testing.assert_array_equal(first, later[:3])
+    np.testing.assert_array_equal(first, again)
