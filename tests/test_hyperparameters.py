@@ -43,10 +43,10 @@ def test_ignored_names_are_dropped():
                                                          ignore=("_tuning_objective_metric",))
 
 
-def test_constructor_keywords_are_the_specification_plus_image_weights():
+def test_constructor_keywords_are_the_specification_plus_the_image_runtime_settings():
     parameters = inspect.signature(MultimodalClassifier.__init__).parameters
     names = [p for p in parameters if p != "self"]
-    assert names == [h.name for h in hp.load_specification()] + ["image_weights"]
+    assert names == [h.name for h in hp.load_specification()] + ["image_weights", "image_precision"]
     defaults = hp.defaults()
     for name in defaults:
         assert parameters[name].default == defaults[name]
