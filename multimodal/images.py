@@ -257,10 +257,8 @@ def resolve_precision(setting: str | None, device) -> str:
     return "fp32"
 
 
-def _prepare(cell) -> np.ndarray | ImageDecodeError | None:
-    """One cell as a 224x224 uint8 image, None when empty, or the decode error."""
-    if cell is None or not isinstance(cell, str) or not cell.strip():
-        return None
+def _prepare(cell: str) -> np.ndarray | ImageDecodeError:
+    """One non-empty cell as a 224x224 uint8 image, or the decode error."""
     try:
         return crop_224(decode_image(cell))
     except ImageDecodeError as error:
@@ -340,8 +338,6 @@ class ImageEmbedder:
         """Features of an ``(n, 224, 224, 3)`` uint8 batch."""
         import torch
 
-        # One forward pass at a time: concurrent requests would only split the same cores, and the
-        # traced network compiles a new batch shape on first sight.
         rows = len(batch)
         if self._traced:
             # The traced network's first run on a new batch shape is a profiling run whose arithmetic differs
@@ -351,6 +347,8 @@ class ImageEmbedder:
             size = min(1 << (rows - 1).bit_length(), max(rows, self.batch_size))
             if size > rows:
                 batch = np.concatenate([batch, np.zeros((size - rows,) + batch.shape[1:], dtype=batch.dtype)])
+        # One forward pass at a time: concurrent requests would only split the same cores, and the set of
+        # profiled batch sizes is shared.
         with self._lock, torch.inference_mode():
             # NHWC memory seen as NCHW is exactly the channels-last layout: no copy.
             pixels = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2)
@@ -403,7 +401,7 @@ class ImageEmbedder:
                         if undecodable <= 10:
                             where = describe_row(row) if describe_row is not None else f"row {row + 1}"
                             logger.warning("%s, column '%s': %s; treated as a missing image", where, column, item)
-                    elif item is not None:
+                    else:
                         good_rows.append(row)
                         arrays.append(item)
                 if good_rows:

@@ -389,10 +389,9 @@ class MultimodalClassifier:
         must produce the same ResNet50 weights as at training; different weights raise ``PlatformError``.
         ``image_precision`` (else ``$MULTIMODAL_IMAGE_PRECISION``, else the precision recorded at training).
         """
-        from multimodal.images import PRECISION_ENV
         import os
 
-        from multimodal.images import WEIGHTS_ENV, ImageEmbedder
+        from multimodal.images import PRECISION_ENV, WEIGHTS_ENV, ImageEmbedder
         from multimodal.tabular import ModalityModel
 
         directory = Path(path)

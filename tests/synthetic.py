@@ -17,15 +17,20 @@ WORDS = {
 COLORS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fish": (40, 40, 200)}
 
 
+def image_base64(image: Image.Image, fmt: str) -> str:
+    """``image`` saved in ``fmt`` (JPEG, PNG, GIF, WEBP, ...) and encoded as base64, as a CSV cell holds it."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def jpeg_base64(color, size=(48, 40), shape="rect", fmt="JPEG") -> str:
     """A small image of a coloured shape, encoded as base64."""
     image = Image.new("RGB", size, (240, 240, 240))
     draw = ImageDraw.Draw(image)
     box = (size[0] // 5, size[1] // 5, size[0] * 4 // 5, size[1] * 4 // 5)
     (draw.ellipse if shape == "ellipse" else draw.rectangle)(box, fill=color)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return image_base64(image, fmt)
 
 
 def make_frame(n: int = 90, seed: int = 0, classes=("cat", "dog", "fish"), missing: float = 0.15) -> pd.DataFrame:

@@ -17,17 +17,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from multimodal.transform import LocalServer
-from synthetic import jpeg_base64
+from synthetic import image_base64, jpeg_base64
 
 GOOD = "r1,a cat,purr meow,1.5,3,red,{image}\n"
 HEADER = "ID,title_text,body_text,weight_num,age_num,color_cat,photo_image"
 CSV, JSONL, JSON = "text/csv", "application/jsonlines", "application/json"
-
-
-def image_cell(image: Image.Image, fmt: str, **options) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def png_header_only(width: int, height: int) -> str:
@@ -86,10 +80,10 @@ CASES = [
     ("base64 of text", row(base64.b64encode(b"just some text").decode()).encode(), CSV, {}, 200, ""),
     ("truncated JPEG", row(truncated_jpeg).encode(), CSV, {}, 200, ""),
     ("20000x20000 PNG (bomb)", row(png_header_only(20000, 20000)).encode(), CSV, {}, 200, ""),
-    ("GIF", row(image_cell(frames_gif, "GIF")).encode(), CSV, {}, 200, ""),
-    ("WEBP", row(image_cell(Image.new("RGB", (40, 40), (9, 99, 199)), "WEBP")).encode(), CSV, {}, 200, ""),
-    ("CMYK JPEG", row(image_cell(cmyk, "JPEG")).encode(), CSV, {}, 200, ""),
-    ("16-bit PNG", row(image_cell(gray16, "PNG")).encode(), CSV, {}, 200, ""),
+    ("GIF", row(image_base64(frames_gif, "GIF")).encode(), CSV, {}, 200, ""),
+    ("WEBP", row(image_base64(Image.new("RGB", (40, 40), (9, 99, 199)), "WEBP")).encode(), CSV, {}, 200, ""),
+    ("CMYK JPEG", row(image_base64(cmyk, "JPEG")).encode(), CSV, {}, 200, ""),
+    ("16-bit PNG", row(image_base64(gray16, "PNG")).encode(), CSV, {}, 200, ""),
     ("data-URI prefix (quoted: it holds a comma)", row('"data:image/jpeg;base64,' + JPEG + '"').encode(), CSV, {},
      200, ""),
     ("JSON Lines: missing keys are missing values", jsonl({"ID": "r1", "title_text": "cat"}), JSONL, {}, 200, ""),

@@ -1,5 +1,4 @@
 import base64
-import io
 
 import numpy as np
 import pytest
@@ -7,13 +6,7 @@ from PIL import Image
 
 from multimodal import images
 from multimodal.errors import PlatformError, UserError
-from synthetic import jpeg_base64
-
-
-def encode(image: Image.Image, fmt: str) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return base64.b64encode(buffer.getvalue()).decode()
+from synthetic import image_base64, jpeg_base64
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +31,8 @@ def test_urlsafe_and_unpadded_base64_decode():
 def test_sixteen_bit_and_alpha_images_convert():
     sixteen = Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
     rgba = Image.new("RGBA", (30, 30), (255, 0, 0, 128))
-    assert images.decode_image(encode(sixteen, "PNG")).mode == "RGB"
-    assert images.decode_image(encode(rgba, "PNG")).getpixel((0, 0)) == (128, 0, 0)
+    assert images.decode_image(image_base64(sixteen, "PNG")).mode == "RGB"
+    assert images.decode_image(image_base64(rgba, "PNG")).getpixel((0, 0)) == (128, 0, 0)
 
 
 @pytest.mark.parametrize("cell, words", [
