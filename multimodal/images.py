@@ -246,7 +246,8 @@ def resolve_precision(setting: str | None, device) -> str:
     """
     value = (setting or os.environ.get(PRECISION_ENV) or "auto").lower()
     if value not in PRECISIONS:
-        raise UserError(f"image precision {value!r} is not one of {', '.join(PRECISIONS)}.")
+        raise UserError(f"image precision {value!r} (image_precision or ${PRECISION_ENV}) is not one of "
+                        f"{', '.join(PRECISIONS)}.")
     if value == "fp32":
         return "fp32"
     if native_bf16(device):
