@@ -7,6 +7,7 @@ The fraction of missing columns per row and modality feeds the sentinel labels.
 from __future__ import annotations
 
 import html
+import logging
 import re
 from dataclasses import dataclass
 
@@ -16,7 +17,12 @@ import pandas as pd
 from multimodal.errors import UserError
 from multimodal.schema import ID_COLUMN, Schema
 
+logger = logging.getLogger(__name__)
+
 MISSING_CATEGORY = "unknown"
+# Longer text cells are cut to this many characters (after cleaning): AutoGluon's n-gram features gain
+# nothing from more, and one 50 MB cell would otherwise cost gigabytes of vocabulary.
+MAX_TEXT_CHARS = 100_000
 # Spellings of "no value" accepted in numeric columns (case-insensitive); text keeps them as text.
 NUMERIC_MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
 _TAG = re.compile(r"<[^>]{0,200}>")
@@ -116,6 +122,18 @@ def _overflows(text: str) -> bool:
         return False
 
 
+def _bounded_text(frame: pd.DataFrame, column: str) -> list[str]:
+    cleaned = [clean_text(v) for v in frame[column].to_numpy()]
+    long_rows = [i for i, text in enumerate(cleaned) if len(text) > MAX_TEXT_CHARS]
+    if long_rows:
+        logger.warning("column '%s': %d text cell(s) longer than %d characters cut to that length (first: %s); "
+                       "the text model uses no more", column, len(long_rows), MAX_TEXT_CHARS,
+                       describe_row(frame, long_rows[0]))
+        for i in long_rows:
+            cleaned[i] = cleaned[i][:MAX_TEXT_CHARS]
+    return cleaned
+
+
 @dataclass
 class ModalityFrames:
     """The imputed features of one table, per modality, with each row's missing fraction."""
@@ -142,7 +160,7 @@ def split_modalities(frame: pd.DataFrame, schema: Schema) -> ModalityFrames:
 
     text = None
     if schema.text:
-        text = pd.DataFrame({c: [clean_text(v) for v in frame[c].to_numpy()] for c in schema.text}, index=index)
+        text = pd.DataFrame({c: _bounded_text(frame, c) for c in schema.text}, index=index)
         missing_fraction["text"] = (text == "").to_numpy().mean(axis=1)
 
     numeric = None

@@ -5,6 +5,7 @@ model loads and predicts without importing TensorFlow.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class FusionNetwork:
                 activations = [str(a) for a in data["activations"]]
                 kernels = [data[f"kernel_{i}"].astype(np.float32) for i in range(len(activations))]
                 biases = [data[f"bias_{i}"].astype(np.float32) for i in range(len(activations))]
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
             raise PlatformError(f"{path} is missing or not a fusion network file.", caused_by=error) from error
         network = cls(kernels, biases, activations)
         network.check()

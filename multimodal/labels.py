@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
+from multimodal.features import describe_row
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def drop_missing_labels(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:
     count = int(missing.sum())
     if count:
         logger.warning(
-            "dropping %d of %d training rows whose '%s' is empty or missing (first at row %s)",
-            count, len(frame), label_column, int(np.flatnonzero(missing.to_numpy())[0]),
+            "dropping %d of %d training rows whose '%s' is empty or missing (first: %s)",
+            count, len(frame), label_column, describe_row(frame, int(np.flatnonzero(missing.to_numpy())[0])),
         )
         frame = frame.loc[~missing.to_numpy()]
     if len(frame) == 0:

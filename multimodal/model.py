@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 _DEFAULTS = hp.defaults()
 _RUNTIME_PARAMS = ("image_weights", "image_precision")  # how to run, not what to learn: not hyperparameters
 MIN_FIT_SECONDS = 10.0
+RARE_CLASS_ROWS = 10  # AutoGluon drops the rows of rarer classes from a multiclass fit
 FUSION_DIR = "wholistic"
 
 
@@ -58,7 +59,7 @@ class MultimodalClassifier:
     Parameters
     ----------
     quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, eval_metric,
-    validation_fraction, early_stopping_patience, learning_rate, batch_size, image_batch_size, seed
+    validation_fraction, early_stopping_patience, learning_rate, batch_size, image_batch_size, image_components, seed
         See ``hyperparameter_specification.json`` (or the README table).
     image_weights : str or None
         ResNet50 weights: ``"imagenet"``, ``"random"`` (tests and offline demos only) or a file path;
@@ -97,6 +98,7 @@ class MultimodalClassifier:
         learning_rate: float = _DEFAULTS["learning_rate"],
         batch_size: int = _DEFAULTS["batch_size"],
         image_batch_size: int = _DEFAULTS["image_batch_size"],
+        image_components: int = _DEFAULTS["image_components"],
         seed: int = _DEFAULTS["seed"],
         image_weights: str | None = None,
         image_precision: str | None = None,
@@ -115,6 +117,7 @@ class MultimodalClassifier:
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.image_batch_size = image_batch_size
+        self.image_components = image_components
         self.seed = seed
         self.image_weights = image_weights
         self.image_precision = image_precision
@@ -178,7 +181,12 @@ class MultimodalClassifier:
                     len(schema.text), len(schema.numeric), len(schema.categorical), len(schema.image),
                     deadline - started)
 
-        embedder, image_features = self._embed_training_images(frames, data)
+        rare = [f"{c!r} ({n})" for c, n in zip(label_map.classes, counts) if n < RARE_CLASS_ROWS]
+        if rare:
+            logger.warning("%d class(es) with fewer than %d training rows: %s; AutoGluon may leave them out of the "
+                           "modality models and their predictions will be unreliable: add rows of these classes",
+                           len(rare), RARE_CLASS_ROWS, ", ".join(rare[:10]))
+        embedder, image_features, projections = self._embed_training_images(frames, data, params["image_components"])
         inputs = self._modality_inputs(frames, image_features)
         work_dir = tempfile.TemporaryDirectory(prefix="multimodal-fit-")
         taken: set[str] = set()
@@ -209,7 +217,8 @@ class MultimodalClassifier:
             models.append(model)
             train_probas.append(proba)
             entries.append(ModalityEntry(name=name, kind=kind, columns=list(columns), path=relative,
-                                         layout=model.layout))
+                                         layout=model.layout,
+                                         projection=_projection_file(relative) if name in projections else None))
         fusion_inputs = np.concatenate(train_probas, axis=1)
         fusion_model, validation_rows = fusion.train_network(
             fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
@@ -224,6 +233,8 @@ class MultimodalClassifier:
         self._modality_entries = entries
         self._work_dir = work_dir
         self._image_embedder = embedder
+        self._projections = {name: projection for name, projection in projections.items()
+                             if any(entry.name == name for entry in entries)}
         self.weights_identity_ = embedder.identity if embedder else None
         self._image_weights_setting = embedder.weights if embedder else None
         self.fusion_model_ = fusion_model
@@ -263,21 +274,36 @@ class MultimodalClassifier:
         from the last ``fit`` (None after ``load`` or when nothing was held out)."""
         return getattr(self, "_fusion_holdout", None)
 
-    def _embed_training_images(self, frames: ModalityFrames, data: pd.DataFrame):
+    def _embed_training_images(self, frames: ModalityFrames, data: pd.DataFrame, n_components: int):
+        """Embed each image column, then project it to ``n_components`` principal components (0: keep all).
+
+        Returns the embedder, {column: (features, missing mask)} and {modality name: FeatureProjection}.
+        Each column's 2048-wide embeddings are dropped once projected, before the next column is embedded.
+        """
         from multimodal.images import ImageEmbedder, check_not_all_undecodable, resolve_weights_setting
+        from multimodal.projection import FeatureProjection
 
         if not frames.images:
-            return None, {}
+            return None, {}, {}
         embedder = ImageEmbedder(resolve_weights_setting(self.image_weights), batch_size=self.image_batch_size,
                                  precision=self.image_precision)
         logger.info("image embedding: %s", embedder.describe())
-        features = {}
+        features, projections = {}, {}
         for column, cells in frames.images.items():
             embeddings, missing, undecodable = embedder.embed(cells.tolist(), column,
                                                               lambda row: describe_row(data, row))
             check_not_all_undecodable(column, cells.tolist(), undecodable)
+            if n_components and (~missing).any():
+                started = time.monotonic()
+                projection = FeatureProjection.fit(embeddings, n_components, rows=~missing)
+                embeddings = projection.transform(embeddings)
+                projections[f"img/{column}"] = projection
+                logger.info("column '%s': %d features projected to %d principal components (fitted on %d images, "
+                            "%.1f%% of the variance kept) in %.1f s", column, projection.n_features_in,
+                            projection.n_components, int((~missing).sum()), 100 * projection.explained_variance,
+                            time.monotonic() - started)
             features[column] = (embeddings, missing)
-        return embedder, features
+        return embedder, features, projections
 
     @staticmethod
     def _modality_inputs(frames: ModalityFrames, image_features: dict):
@@ -322,7 +348,8 @@ class MultimodalClassifier:
                 column = entry.columns[0]
                 embeddings, _, _ = self._embedder().embed(frames.images[column].tolist(), column,
                                                           lambda row: describe_row(data, row))
-                features = _embedding_frame(embeddings)
+                projection = self._projections.get(entry.name)
+                features = _embedding_frame(projection.transform(embeddings) if projection else embeddings)
             else:
                 features = {"text": frames.text, "num": frames.numeric, "cat": frames.categorical}[entry.kind]
             parts.append(model.predict_proba(features))
@@ -360,6 +387,9 @@ class MultimodalClassifier:
                 if target.exists():
                     shutil.rmtree(target)
                 shutil.copytree(model.path, target)
+        for entry in self._modality_entries:
+            if entry.projection:
+                self._projections[entry.name].save(directory / entry.projection)
         network = self.fusion_model_
         weights_path = network.save(directory / FUSION_DIR)
         keras_path = fusion.save_keras(network, directory / FUSION_DIR)
@@ -392,6 +422,7 @@ class MultimodalClassifier:
         import os
 
         from multimodal.images import PRECISION_ENV, WEIGHTS_ENV, ImageEmbedder
+        from multimodal.projection import FeatureProjection
         from multimodal.tabular import ModalityModel
 
         directory = Path(path)
@@ -403,6 +434,8 @@ class MultimodalClassifier:
         model.hyperparameters_ = config.hyperparameters
         model._modality_entries = config.modalities
         model.modalities_ = [ModalityModel.load(e.name, directory / e.path, e.layout) for e in config.modalities]
+        model._projections = {e.name: FeatureProjection.load(directory / e.projection)
+                              for e in config.modalities if e.projection}
         model._work_dir = None
         model._image_embedder = None
         model.weights_identity_ = None
@@ -449,6 +482,11 @@ def modality_slices(entries) -> list[tuple[int, int]]:
         slices.append((start, start + len(entry.layout)))
         start += len(entry.layout)
     return slices
+
+
+def _projection_file(modality_dir: str) -> str:
+    """Where an image modality's projection is saved: beside the AutoGluon folders, named after its folder."""
+    return f"projections/{modality_dir.split('/', 1)[-1]}.npz"
 
 
 def _embedding_frame(embeddings: np.ndarray) -> pd.DataFrame:

@@ -30,13 +30,15 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class ModalityEntry:
-    """One per-modality AutoGluon model: its name, kind, columns, sub-directory and label layout."""
+    """One per-modality AutoGluon model: its name, kind, columns, sub-directory, label layout and, for an image
+    column, its feature projection file."""
 
     name: str
     kind: str
     columns: list[str]
     path: str
     layout: list[int]
+    projection: str | None = None  # image modalities: the .npz of their principal-component projection
 
 
 @dataclass

@@ -54,8 +54,11 @@ def unpack_model(model: Path, into: Path) -> Path:
     if not model.is_file():
         raise UserError(f"model {model} is neither a directory nor a model.tar.gz file.")
     into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(model, "r:*") as archive:
-        archive.extractall(into, filter="data")
+    try:
+        with tarfile.open(model, "r:*") as archive:
+            archive.extractall(into, filter="data")
+    except tarfile.TarError as error:   # FilterError included: links or paths that leave the directory
+        raise UserError(f"{model} is not a usable model.tar.gz: {error}") from error
     return into
 
 

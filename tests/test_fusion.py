@@ -60,3 +60,7 @@ def test_a_damaged_network_file_fails_clearly(tmp_path):
     FusionNetwork(kernels, biases, ["relu", "softmax"]).save(tmp_path)
     with pytest.raises(PlatformError, match="layer 2"):
         FusionNetwork.load(tmp_path)
+    truncated = (tmp_path / "fusion.npz").read_bytes()[:60]
+    (tmp_path / "fusion.npz").write_bytes(truncated)   # a zip cut short: BadZipFile inside numpy
+    with pytest.raises(PlatformError, match="not a fusion network file"):
+        FusionNetwork.load(tmp_path)

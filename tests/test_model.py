@@ -45,7 +45,7 @@ def test_unseen_categories_missing_values_and_extra_columns_predict(fitted, test
 
 def test_model_directory_layout_and_config(saved_model_dir):
     names = {p.relative_to(saved_model_dir).as_posix() for p in saved_model_dir.iterdir()}
-    assert names == {"text", "num", "cat", "img", "wholistic", "model_config.json"}
+    assert names == {"text", "num", "cat", "img", "projections", "wholistic", "model_config.json"}
     assert (saved_model_dir / "img" / "photo_image" / "predictor.pkl").is_file()
     assert {p.name for p in (saved_model_dir / "wholistic").iterdir()} == {"fusion.npz", "fusion.keras"}
     pickles = [p for p in saved_model_dir.rglob("*.pkl")]
@@ -62,6 +62,12 @@ def test_model_directory_layout_and_config(saved_model_dir):
     assert layouts["text"] == [0, 1, 2, 3] and layouts["img/photo_image"] == [0, 1, 2, 3], "sentinel label 3"
     assert layouts["num"] == [0, 1, 2] and layouts["cat"] == [0, 1, 2], "no missing rows, no sentinel"
     assert config["fusion"]["n_inputs"] == 14 and len(config["fusion"]["inputs"]) == 14
+    image_entry = next(m for m in config["modalities"] if m["kind"] == "image")
+    assert image_entry["projection"] == "projections/photo_image.npz"
+    assert all(m["projection"] is None for m in config["modalities"] if m["kind"] != "image")
+    with np.load(saved_model_dir / image_entry["projection"], allow_pickle=False) as projection:
+        # 60 training rows, some without an image: fewer components than the 256 asked for
+        assert projection["components"].shape[1] == 2048 and 1 <= projection["components"].shape[0] < 60
     assert {"autogluon.tabular", "tensorflow-cpu", "torch", "python"} <= set(config["versions"])
 
 

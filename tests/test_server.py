@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from multimodal.errors import UserError
 from multimodal.transform import LocalServer, free_port, run_transform, unpack_model
 from sagemaker_tree import ROOT
 from synthetic import csv_lines, make_frame
@@ -123,6 +124,27 @@ def test_model_tar_gz_is_unpacked_safely(tmp_path, saved_model_dir):
             tar.add(item, arcname=item.name)
     model_dir = unpack_model(archive, tmp_path / "unpacked")
     assert (model_dir / "model_config.json").is_file()
+
+
+@pytest.mark.parametrize("member", ["../escaped.txt", "link"])
+def test_a_model_tar_gz_that_writes_outside_its_directory_is_refused(tmp_path, member):
+    """tarfile's "data" filter: members that leave the directory, and links to absolute paths, are refused
+    (absolute member names are made relative)."""
+    import io
+    import tarfile
+
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        if member == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"owned"))
+    with pytest.raises(UserError, match="evil.tar.gz is not a usable model.tar.gz"):
+        unpack_model(archive, tmp_path / "unpacked")
+    assert not (tmp_path / "escaped.txt").exists()
 
 
 @pytest.mark.slow
