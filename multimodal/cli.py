@@ -1,8 +1,10 @@
-"""Command lines: ``multimodal`` (demo, transform), ``train`` and ``serve`` (the SageMaker entrypoints)."""
+"""Command lines: ``multimodal`` (demo, validate, local-train, local-transform, local-validate-algorithm),
+``train`` and ``serve`` (the SageMaker entrypoints)."""
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 import traceback
@@ -22,41 +24,100 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import os
+
     from multimodal.demo import DATA_DIR, run_demo
     from multimodal.images import WEIGHTS_ENV, resolve_weights_setting
 
-    weights = resolve_weights_setting(args.image_weights)
-    if weights == "random":
+    if args.image_weights:
+        os.environ[WEIGHTS_ENV] = args.image_weights   # the training job and serve (or their containers) read it
+    if resolve_weights_setting(None) == "random":
         logger.warning("image embeddings use RANDOM ResNet50 weights (%s=random): fine for a demo, not for real use",
                        WEIGHTS_ENV)
-    hyperparameters = {"quality": args.quality, "n_mins": args.minutes, **_name_values(args.hp)}
+    hyperparameters = {"quality": args.quality, "n_mins": str(args.minutes), **_name_values(args.hp)}
     result = run_demo(Path(args.output), Path(args.train or DATA_DIR / "train.csv"),
-                      Path(args.test or DATA_DIR / "test.csv"), image_weights=weights, **hyperparameters)
-    print(f"model:        {result.model_dir}")
-    print(f"predictions:  {result.predictions_path}")
-    print(f"fit:          {result.fit_seconds:.1f} s; predict {result.test_rows} rows: {result.predict_seconds:.1f} s")
+                      Path(args.test or DATA_DIR / "test.csv"), hyperparameters, args.training_image,
+                      args.inference_image)
+    training = result.training
+    print(f"model:        {training.model_artifact}  (unpacked: {training.ml_root / 'model'})")
+    print(f"report:       {training.output_artifact}  (metrics.json, confusion_matrix.png, leaderboards/; "
+          f"unpacked: {training.ml_root / 'output' / 'data'})")
+    print(f"predictions:  {result.predictions_path}  (transform output: {result.transform.outputs[0]})")
+    print(f"training job: {training.status} in {training.seconds:.1f} s; batch transform of {result.test_rows} "
+          f"rows: {result.transform.seconds:.1f} s")
     print(f"accuracy:     {result.accuracy:.4f} on {result.test_rows} held-back rows "
           f"(balanced accuracy {result.balanced_accuracy:.4f})")
     return 0
 
 
-def _transform(args: argparse.Namespace) -> int:
-    import tempfile
+def _validate(args: argparse.Namespace) -> int:
+    from multimodal.dataset_check import validate_dataset
 
-    from multimodal.transform import LocalServer, run_transform, unpack_model
+    report = validate_dataset(Path(args.train), Path(args.test) if args.test else None, args.sample_images)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _print_training(result) -> None:
+    print(f"training job: {result.job_name}: {result.status} in {result.seconds:.1f} s (exit code {result.exit_code})")
+    if result.failure_reason:
+        print(f"FailureReason: {result.failure_reason.splitlines()[0]}")
+    print(f"model:        {result.model_artifact or '(none: the job failed)'}")
+    print(f"output:       {result.output_artifact or '(none)'}")
+    print(f"/opt/ml tree: {result.ml_root}; log: {result.log_path}")
+
+
+def _local_train(args: argparse.Namespace) -> int:
+    from multimodal.local_job import run_local_training
+
+    result = run_local_training(Path(args.output), Path(args.train), Path(args.validation) if args.validation else None,
+                                _name_values(args.hp), image=args.image)
+    _print_training(result)
+    return 0 if result.status == "Completed" else 1
+
+
+def _local_validate_algorithm(args: argparse.Namespace) -> int:
+    from multimodal.local_job import run_local_training
+    from multimodal.transform import run_local_transform
+
+    output = Path(args.output)
+    training = run_local_training(output / "training", Path(args.train),
+                                  Path(args.validation) if args.validation else None, _name_values(args.hp),
+                                  image=args.training_image)
+    _print_training(training)
+    if training.status != "Completed":
+        print(f"validation:   Failed: the training job failed: {training.failure_reason.splitlines()[0]}")
+        return 1
+    test = Path(args.test)
+    if test.is_file():   # a transform job reads an S3 prefix: a folder of files
+        (output / "transform-input").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(test, output / "transform-input" / test.name)
+        test = output / "transform-input"
+    transform = run_local_transform(training.model_artifact, test, output / "transform-output",
+                                    image=args.inference_image, content_type=args.content_type)
+    for path in transform.outputs:
+        print(f"transform:    {path}")
+    if transform.failures:
+        name, reason = next(iter(transform.failures.items()))
+        print(f"validation:   Failed: the transform job failed on {name}: {reason}")
+        return 1
+    print(f"validation:   Completed: training job and transform job ({transform.records} records in "
+          f"{transform.seconds:.1f} s) succeeded")
+    return 0
+
+
+def _local_transform(args: argparse.Namespace) -> int:
+    from multimodal.transform import run_local_transform
 
     environment = {}
     if args.probabilities:
         environment["MULTIMODAL_OUTPUT_PROBABILITIES"] = "true"
     if args.image_weights:
         environment["MULTIMODAL_IMAGE_WEIGHTS"] = args.image_weights
-    with tempfile.TemporaryDirectory(prefix="multimodal-model-") as scratch:
-        model_dir = unpack_model(Path(args.model), Path(scratch))
-        with LocalServer(model_dir, environment) as server:
-            ready = server.wait_ready()
-            logger.info("serve answered /ping after %.1f s", ready)
-            result = run_transform(server, Path(args.input), Path(args.output), args.content_type, args.accept,
-                                   args.batch_strategy, args.max_payload_mb, args.join_source)
+    result = run_local_transform(Path(args.model), Path(args.input), Path(args.output), image=args.image,
+                                 environment=environment, content_type=args.content_type, accept=args.accept,
+                                 batch_strategy=args.batch_strategy, max_payload_mb=args.max_payload_mb,
+                                 join_source=args.join_source)
     for path in result.outputs:
         print(f"output:   {path}")
     for name, reason in result.failures.items():
@@ -79,31 +140,68 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``multimodal`` command."""
     parser = argparse.ArgumentParser(prog="multimodal", description="Multimodal classification (SageMaker algorithm).")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train on the bundled dataset, predict held-back rows, print accuracy")
-    demo.add_argument("--output", default="build/demo", help="directory for the model and predictions")
+    demo = commands.add_parser("demo", help="validate, local-train and local-transform the bundled dataset; print "
+                                            "where everything went and the accuracy")
+    demo.add_argument("--output", default="build/demo", help="directory for the job trees, model and predictions")
     demo.add_argument("--train", help="training CSV (default: the bundled data/demo/train.csv)")
-    demo.add_argument("--test", help="test CSV with labels (default: the bundled data/demo/test.csv)")
+    demo.add_argument("--test", help="held-back CSV with header and labels (default: the bundled data/demo/test.csv)")
     demo.add_argument("--quality", default="toy", help="AutoGluon quality preset (default: toy)")
     demo.add_argument("--minutes", type=float, default=3.0, help="time budget in minutes (default: 3)")
     demo.add_argument("--image-weights", help="imagenet, random or a weights file (default: $MULTIMODAL_IMAGE_WEIGHTS)")
     demo.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                       help="any other hyperparameter, repeatable (e.g. --hp num_folds=3)")
+    demo.add_argument("--training-image", help="run the training job in this image (default: this environment)")
+    demo.add_argument("--inference-image", help="run serve from this image (default: this environment)")
     demo.set_defaults(handler=_demo)
 
-    transform = commands.add_parser("transform", help="run a local batch-transform job against `serve`")
-    transform.add_argument("--model", required=True, help="model directory or model.tar.gz")
-    transform.add_argument("--input", required=True, help="folder of input files (one .out per file)")
-    transform.add_argument("--output", required=True, help="folder for the .out files")
-    transform.add_argument("--content-type", default="text/csv", choices=["text/csv", "application/jsonlines"])
-    transform.add_argument("--accept", default="text/csv",
-                           choices=["text/csv", "application/jsonlines", "application/json"])
-    transform.add_argument("--batch-strategy", choices=["MultiRecord", "SingleRecord"],
-                           help="default: what /execution-parameters says")
-    transform.add_argument("--max-payload-mb", type=int, help="default: what /execution-parameters says")
-    transform.add_argument("--join-source", default="None", choices=["None", "Input"])
-    transform.add_argument("--probabilities", action="store_true", help="add one probability column per class")
-    transform.add_argument("--image-weights", help="imagenet, random or a weights file (default: as trained)")
-    transform.set_defaults(handler=_transform)
+    validate = commands.add_parser("validate", help="check a dataset against the algorithm's contract before a job")
+    validate.add_argument("train", help="training CSV (header, 'label', feature columns by suffix)")
+    validate.add_argument("--test", help="batch-transform input: CSV rows without header, training order minus label")
+    validate.add_argument("--sample-images", type=int, default=20, help="images decoded per image column (default 20)")
+    validate.set_defaults(handler=_validate)
+
+    def add_training_arguments(command, image_flag: str) -> None:
+        command.add_argument("--train", required=True, help="the 'train' channel: a CSV file or a folder of them")
+        command.add_argument("--validation", help="the optional 'validation' channel: a CSV file or a folder")
+        command.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                             help="a hyperparameter, repeatable; unset ones take their defaults")
+        command.add_argument(image_flag, help="run `train` in this training image with docker (or $MULTIMODAL_DOCKER) "
+                                              "instead of this environment")
+
+    local_train = commands.add_parser("local-train", help="a SageMaker training job on a local /opt/ml tree; packs "
+                                                          "model.tar.gz and output.tar.gz")
+    add_training_arguments(local_train, "--image")
+    local_train.add_argument("--output", required=True, help="job directory: opt_ml/, train.log, *.tar.gz")
+    local_train.set_defaults(handler=_local_train)
+
+    for name in ("local-transform", "transform"):
+        transform = commands.add_parser(name, help="a local batch-transform job against `serve`" if name ==
+                                        "local-transform" else "same as local-transform")
+        transform.add_argument("--model", required=True, help="model directory or model.tar.gz")
+        transform.add_argument("--input", required=True, help="folder of input files (one .out per file)")
+        transform.add_argument("--output", required=True, help="folder for the .out files")
+        transform.add_argument("--image", help="run serve in this inference image with docker (or $MULTIMODAL_DOCKER)")
+        transform.add_argument("--content-type", default="text/csv", choices=["text/csv", "application/jsonlines"])
+        transform.add_argument("--accept", default="text/csv",
+                               choices=["text/csv", "application/jsonlines", "application/json"])
+        transform.add_argument("--batch-strategy", choices=["MultiRecord", "SingleRecord"],
+                               help="default: what /execution-parameters says")
+        transform.add_argument("--max-payload-mb", type=int, help="default: what /execution-parameters says")
+        transform.add_argument("--join-source", default="None", choices=["None", "Input"])
+        transform.add_argument("--probabilities", action="store_true", help="add one probability column per class")
+        transform.add_argument("--image-weights", help="imagenet, random or a weights file (default: as trained)")
+        transform.set_defaults(handler=_local_transform)
+
+    validate_algorithm = commands.add_parser(
+        "local-validate-algorithm",
+        help="the algorithm validation profile locally: a training job, then a transform job on --test")
+    add_training_arguments(validate_algorithm, "--training-image")
+    validate_algorithm.add_argument("--test", required=True, help="transform input: a file or folder of CSV rows "
+                                                                  "without header (or JSON Lines)")
+    validate_algorithm.add_argument("--content-type", default="text/csv", choices=["text/csv", "application/jsonlines"])
+    validate_algorithm.add_argument("--inference-image", help="run serve in this inference image")
+    validate_algorithm.add_argument("--output", required=True, help="directory for both jobs")
+    validate_algorithm.set_defaults(handler=_local_validate_algorithm)
     return parser
 
 

@@ -1,7 +1,7 @@
 """A local batch-transform job: what SageMaker does with the inference image, against a local ``serve``.
 
 Given a model (directory or ``model.tar.gz``), an input folder and an output folder, it starts
-``serve`` on a free local port, waits for ``/ping``, reads ``/execution-parameters``, then for each
+``serve`` (this environment's, or the inference image's in a container) on a free local port, waits for ``/ping``, reads ``/execution-parameters``, then for each
 input file: Line split, MultiRecord (or SingleRecord) mini-batches up to MaxPayloadInMB, one
 ``<file>.out`` per input file written only when every request of that file succeeded,
 AssembleWith=Line, and optionally JoinSource=Input.
@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from multimodal.containers import container_run, docker_command
 from multimodal.errors import PlatformError, UserError
 
 logger = logging.getLogger(__name__)
@@ -129,41 +130,67 @@ class ServerClient:
             return error.code, error.read()
 
 
-class LocalServer(ServerClient):
-    """``serve`` started as a subprocess on a free port, with a model directory under a temporary /opt/ml."""
+class ServerProcess(ServerClient):
+    """A ``serve`` process this driver started on a free local port, its log in a scratch directory."""
 
-    def __init__(self, model_dir: Path, environment: dict | None = None, serve_command: list[str] | None = None):
-        self.port = free_port()
-        self._root = Path(tempfile.mkdtemp(prefix="multimodal-serve-"))
-        (self._root / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
-        env = {**os.environ, "SAGEMAKER_BATCH": "true", **(environment or {}), "SAGEMAKER_BASE_DIR": str(self._root),
-               "SAGEMAKER_BIND_TO_PORT": str(self.port)}
-        command = serve_command or [str(Path(sys.executable).with_name("serve"))]
-        self._log = open(self._root / "serve.log", "wb")
-        super().__init__(f"http://127.0.0.1:{self.port}",
-                         subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT))
+    def __init__(self, command: list[str], port: int, scratch: Path, environment: dict | None = None):
+        self.port = port
+        self._scratch = scratch
+        self._log = open(scratch / "serve.log", "wb")
+        super().__init__(f"http://127.0.0.1:{port}",
+                         subprocess.Popen(command, env=environment, stdout=self._log, stderr=subprocess.STDOUT))
 
     def log_tail(self, characters: int = 3000) -> str:
         """The end of the server's log."""
-        return (self._root / "serve.log").read_text(errors="replace")[-characters:]
+        return (self._scratch / "serve.log").read_text(errors="replace")[-characters:]
+
+    def _terminate(self) -> None:
+        self.process.terminate()
 
     def stop(self) -> None:
         """SIGTERM, then wait (SIGKILL after 30 s, as SageMaker does)."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self._terminate()
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-        shutil.rmtree(self._root, ignore_errors=True)
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class LocalServer(ServerProcess):
+    """This environment's ``serve`` as a subprocess, with the model directory under a temporary /opt/ml."""
+
+    def __init__(self, model_dir: Path, environment: dict | None = None, serve_command: list[str] | None = None):
+        port = free_port()
+        root = Path(tempfile.mkdtemp(prefix="multimodal-serve-"))
+        (root / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
+        env = {**os.environ, "SAGEMAKER_BATCH": "true", **(environment or {}), "SAGEMAKER_BASE_DIR": str(root),
+               "SAGEMAKER_BIND_TO_PORT": str(port)}
+        super().__init__(serve_command or [str(Path(sys.executable).with_name("serve"))], port, root, env)
+
+
+class ContainerServer(ServerProcess):
+    """The inference image's ``serve`` as SageMaker starts it: ``docker run IMAGE serve`` with the model at
+    /opt/ml/model (read-only) and the container's port 8080 published on a free local port."""
+
+    def __init__(self, image: str, model_dir: Path, environment: dict | None = None):
+        port = free_port()
+        self.name = f"multimodal-serve-{port}-{os.getpid()}"
+        command = container_run(image, "serve", self.name, {str(model_dir.resolve()): "/opt/ml/model:ro"},
+                                {"SAGEMAKER_BATCH": "true", **(environment or {})}, {port: 8080})
+        super().__init__(command, port, Path(tempfile.mkdtemp(prefix="multimodal-container-")))
+
+    def _terminate(self) -> None:
+        subprocess.run(docker_command() + ["stop", "-t", "30", self.name], capture_output=True, timeout=60)
 
 
 def _join(record: bytes, result: bytes, content_type: str) -> bytes:
@@ -220,3 +247,19 @@ def run_transform(server: ServerClient, input_dir: Path, output_dir: Path, conte
         logger.info("%s: %d records -> %s", path.name, len(records), target)
     result.seconds = time.monotonic() - started
     return result
+
+
+def run_local_transform(model: Path, input_dir: Path, output_dir: Path, image: str | None = None,
+                        environment: dict | None = None, **options) -> TransformResult:
+    """A whole local batch-transform job: unpack the model, start ``serve`` (this environment's, or
+    ``image``'s in a container), transform ``input_dir`` into ``output_dir``, stop the server.
+
+    ``options`` go to ``run_transform`` (content_type, accept, batch_strategy, max_payload_mb, join_source).
+    """
+    with tempfile.TemporaryDirectory(prefix="multimodal-model-") as scratch:
+        model_dir = unpack_model(Path(model), Path(scratch))
+        server = ContainerServer(image, model_dir, environment) if image else LocalServer(model_dir, environment)
+        with server:
+            ready = server.wait_ready()
+            logger.info("serve%s answered /ping after %.1f s", f" ({image})" if image else "", ready)
+            return run_transform(server, Path(input_dir), Path(output_dir), **options)

@@ -9,7 +9,7 @@ import pytest
 from sagemaker_tree import make_tree, run_train
 from synthetic import make_frame
 
-QUICK = {"quality": "toy", "n_secs": "40", "num_folds": "2", "n_epochs": "20"}
+QUICK = {"quality": "toy", "n_mins": "0", "n_secs": "40", "num_folds": "2", "n_epochs": "20"}
 
 
 def _csv(frame) -> bytes:

@@ -42,18 +42,23 @@ def test_demo_dataset_is_small_real_and_has_all_four_modalities():
     assert list(pd.read_csv(test, nrows=1).columns) == list(frame.columns)
 
 
-def test_demo_command_trains_predicts_and_prints_accuracy(tmp_path, capsys):
+def test_demo_validates_trains_and_transforms_like_sagemaker_and_prints_accuracy(tmp_path, capsys):
     for name, rows in (("train.csv", 45), ("test.csv", 15)):
         pd.read_csv(ROOT / "data" / "demo" / name, nrows=rows).to_csv(tmp_path / name, index=False)
     code = cli.main(["demo", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
                      "--output", str(tmp_path / "out"), "--minutes", "1", "--image-weights", "random",
                      "--hp", "num_folds=2", "--hp", "n_epochs=10"])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 0, out[-3000:]
+    assert "OK: no problem that would fail a job" in out
+    assert "test.csv: 15 records of" in out, "the held-back rows are checked as transform input"
     assert re.search(r"accuracy:\s+[01]\.\d{4} on 15 held-back rows", out)
+    assert f"model:        {tmp_path / 'out' / 'training' / 'model.tar.gz'}" in out
     predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert len(predictions) == 15 and {"ID", "label", "predicted"} <= set(predictions.columns)
-    assert (tmp_path / "out" / "model" / "model_config.json").is_file()
+    assert len(predictions) == 15 and list(predictions.columns) == ["ID", "label", "predicted"]
+    assert predictions["ID"].tolist() == pd.read_csv(tmp_path / "test.csv")["ID"].tolist()
+    assert (tmp_path / "out" / "training" / "opt_ml" / "model" / "model_config.json").is_file()
+    assert (tmp_path / "out" / "transform-output" / "test.csv.out").is_file()
 
 
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
@@ -61,4 +66,6 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     code = cli.main(["demo", "--train", str(tmp_path / "bad.csv"), "--test", str(tmp_path / "bad.csv"),
                      "--image-weights", "random", "--output", str(tmp_path / "out")])
     assert code == 2
-    assert "UserError: bad.csv line 2, column 'a_num': 'x' is not a number" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ERROR   bad.csv: bad.csv line 2, column 'a_num': 'x' is not a number" in out
+    assert "UserError: the dataset fails validation: bad.csv: bad.csv line 2, column 'a_num'" in out

@@ -1,0 +1,141 @@
+"""Local SageMaker training job: the /opt/ml tree a training job sees, the ``train`` run (in this
+environment or in the training image), and the artifacts the service makes of it.
+
+SageMaker writes ``hyperparameters.json`` (all values strings), ``inputdataconfig.json`` and
+``resourceconfig.json``, copies each channel's files (File mode) under ``input/data/<channel>/``, runs
+``docker run IMAGE train`` with the tree at ``/opt/ml``, and afterwards packs ``/opt/ml/model`` into
+``model.tar.gz`` and ``/opt/ml/output/data`` into ``output.tar.gz``; a failed job reports the first
+1024 characters of ``/opt/ml/output/failure`` as its FailureReason.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from multimodal.containers import container_run
+from multimodal.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+FAILURE_REASON_LIMIT = 1024
+CHANNELS = ("train", "validation")
+
+
+@dataclass
+class LocalTrainingResult:
+    """What a local training job left, as DescribeTrainingJob and S3 would show it."""
+
+    job_name: str
+    status: str                    # "Completed" or "Failed"
+    exit_code: int
+    failure_reason: str | None    # the first 1024 characters of /opt/ml/output/failure
+    model_artifact: Path | None    # model.tar.gz (only for a completed job)
+    output_artifact: Path | None   # output.tar.gz of /opt/ml/output/data (when the job wrote any)
+    ml_root: Path                  # the /opt/ml tree, kept for inspection
+    log_path: Path
+    seconds: float
+
+
+def lay_out_training_job(ml_root: Path, channels: dict[str, Path], hyperparameters: dict[str, str],
+                         instance_type: str = "local") -> Path:
+    """Write the /opt/ml tree of a single-instance File-mode training job under ``ml_root``; returns it."""
+    unknown = sorted(set(channels) - set(CHANNELS))
+    if unknown:
+        raise UserError(f"unknown channel(s) {unknown}; this algorithm takes {list(CHANNELS)}.")
+    if ml_root.exists():
+        shutil.rmtree(ml_root)
+    config = ml_root / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(
+        json.dumps({str(k): str(v) for k, v in hyperparameters.items()}, indent=2))
+    (config / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-1", "current_instance_type": instance_type, "hosts": ["algo-1"],
+         "network_interface_name": "eth0"}))
+    (config / "inputdataconfig.json").write_text(json.dumps({
+        name: {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+               "RecordWrapperType": "None", "CompressionType": "None"} for name in channels}, indent=2))
+    for name, source in channels.items():
+        target = ml_root / "input" / "data" / name
+        _copy_channel(Path(source), target, name)
+    (ml_root / "model").mkdir()
+    (ml_root / "output" / "data").mkdir(parents=True)
+    return ml_root
+
+
+def _copy_channel(source: Path, target: Path, name: str) -> None:
+    if source.is_file():
+        target.mkdir(parents=True)
+        shutil.copy2(source, target / source.name)
+    elif source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        raise UserError(f"channel '{name}': {source} is neither a file nor a directory.")
+
+
+def pack_directory(source: Path, archive: Path) -> Path:
+    """``archive`` (.tar.gz) holding the contents of ``source`` at its top level, as SageMaker packs them."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for item in sorted(source.iterdir()):
+            tar.add(item, arcname=item.name)
+    return archive
+
+
+def training_invocation(ml_root: Path, job_name: str, image: str | None) -> tuple[list[str], dict]:
+    """The command and environment that run ``train`` on ``ml_root``: this environment's entrypoint, or
+    ``docker run --rm -v ROOT:/opt/ml IMAGE train`` as SageMaker runs the image."""
+    job_environment = {"TRAINING_JOB_NAME": job_name,
+                       "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}"}
+    if image is None:
+        return [str(Path(sys.executable).with_name("train"))], {**os.environ, **job_environment,
+                                                                  "SAGEMAKER_BASE_DIR": str(ml_root)}
+    return container_run(image, "train", job_name, {str(ml_root.resolve()): "/opt/ml"}, job_environment), \
+        dict(os.environ)
+
+
+def run_local_training(job_dir: Path, train: Path, validation: Path | None = None,
+                       hyperparameters: dict[str, str] | None = None, image: str | None = None,
+                       job_name: str | None = None) -> LocalTrainingResult:
+    """Run one training job locally under ``job_dir`` and pack its artifacts next to the tree.
+
+    ``job_dir`` gets ``opt_ml/`` (the tree), ``train.log``, and for a completed job ``model.tar.gz``
+    (and ``output.tar.gz`` when the job wrote reports).
+    """
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    job_name = job_name or f"multimodal-local-{time.strftime('%Y%m%d-%H%M%S')}"
+    channels = {"train": Path(train), **({"validation": Path(validation)} if validation else {})}
+    ml_root = lay_out_training_job(job_dir / "opt_ml", channels, hyperparameters or {})
+    for stale in ("model.tar.gz", "output.tar.gz"):
+        (job_dir / stale).unlink(missing_ok=True)
+    command, environment = training_invocation(ml_root, job_name, image)
+    log_path = job_dir / "train.log"
+    logger.info("training job %s: %s", job_name, " ".join(command))
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for line in process.stdout:   # echo, as CloudWatch would show it, and keep a copy
+            log.write(line)
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        exit_code = process.wait()
+    seconds = time.monotonic() - started
+    failure_file = ml_root / "output" / "failure"
+    failure = failure_file.read_text(errors="replace")[:FAILURE_REASON_LIMIT] if failure_file.exists() else None
+    completed = exit_code == 0
+    if not completed and not failure:
+        failure = f"AlgorithmError: train exited with code {exit_code} and wrote no /opt/ml/output/failure"
+    model_artifact = pack_directory(ml_root / "model", job_dir / "model.tar.gz") if completed else None
+    data_dir = ml_root / "output" / "data"
+    output_artifact = (pack_directory(data_dir, job_dir / "output.tar.gz")
+                       if data_dir.is_dir() and any(data_dir.iterdir()) else None)
+    return LocalTrainingResult(job_name, "Completed" if completed else "Failed", exit_code, failure,
+                               model_artifact, output_artifact, ml_root, log_path, seconds)

@@ -1,0 +1,125 @@
+"""The local SageMaker emulation commands: validate, local-train, local-transform, local-validate-algorithm."""
+import json
+import re
+import tarfile
+
+import pytest
+
+from multimodal import cli
+from multimodal.errors import PlatformError
+from multimodal.local_job import training_invocation
+from synthetic import csv_lines, make_frame
+
+QUICK = ["--hp", "quality=toy", "--hp", "n_mins=0", "--hp", "n_secs=40", "--hp", "num_folds=2", "--hp", "n_epochs=20"]
+
+
+def _members(archive):
+    with tarfile.open(archive) as tar:
+        return set(tar.getnames())
+
+
+def test_validate_passes_a_good_dataset_and_describes_it(tmp_path, capsys):
+    frame = make_frame(45)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "test.csv").write_text(csv_lines(make_frame(9, seed=3).drop(columns=["label"])))
+    code = cli.main(["validate", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "train.csv: 45 rows, 8 columns: 2 text, 2 numeric, 1 categorical, 1 image" in out
+    assert "3 classes ('cat': 15, 'dog': 15, 'fish': 15)" in out
+    assert re.search(r"image missing: photo_image \d+%", out)
+    assert "column 'photo_image': 20 sampled image(s) decoded" in out
+    assert "test.csv: 9 records of 7 fields, as the training header without 'label'" in out
+    assert out.rstrip().endswith("OK: no problem that would fail a job (0 warning(s))")
+
+
+def test_validate_reports_every_problem_that_would_fail_a_job(tmp_path, capsys):
+    frame = make_frame(12).assign(label="cat", notes="x")
+    frame.loc[2, "title_text"] = "two\nlines"
+    frame["photo_image"] = "bm90IGFuIGltYWdl"
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    test = make_frame(4, seed=5).drop(columns=["label"]).assign(notes="x")   # inference rows keep ignored columns
+    lines = csv_lines(test).splitlines()
+    header = ",".join(test.columns)
+    broken = [header, lines[0], lines[1] + ",extra", lines[2].replace(lines[2].split(",")[3], "1;5", 1),
+              '"r9","a\nb",x,1,2,red,"",x']
+    (tmp_path / "test.csv").write_text("\n".join(broken) + "\n")
+    code = cli.main(["validate", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv")])
+    out = capsys.readouterr().out
+    assert code == 1
+    errors = [line for line in out.splitlines() if line.startswith("ERROR")]
+    assert any("'label' has 1 distinct value(s)" in e for e in errors), out
+    assert any("12 of 12 sampled image(s) are not readable (first: data row 1" in e for e in errors), out
+    assert any("line 1 is a header" in e for e in errors), out
+    assert any("span several lines (first starts at line 5)" in e and "JSON Lines" in e for e in errors), out
+    assert any("wrong number of fields (first: line 3 has 9, expected 8" in e for e in errors), out
+    warnings = [line for line in out.splitlines() if line.startswith("warning")]
+    assert any("without a feature suffix" in w and "['notes']" in w for w in warnings), out
+    assert any("column 'title_text': 1 cell(s) contain line breaks" in w for w in warnings), out
+    assert "FAILED: " in out
+
+
+def test_validate_names_the_line_and_column_of_a_bad_number_in_the_test_file(tmp_path, capsys):
+    make_frame(30).to_csv(tmp_path / "train.csv", index=False)
+    test = make_frame(3, seed=4).drop(columns=["label"]).astype(object)
+    test.loc[1, "age_num"] = "ten"
+    (tmp_path / "test.csv").write_text(csv_lines(test))
+    assert cli.main(["validate", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv")]) == 1
+    assert "ERROR   test.csv: line 2, column 'age_num': 'ten' is not a number" in capsys.readouterr().out
+
+
+def test_local_train_lays_out_the_tree_and_packs_the_artifacts(tmp_path, capsys):
+    make_frame(45).drop(columns=["photo_image"]).to_csv(tmp_path / "train.csv", index=False)
+    code = cli.main(["local-train", "--train", str(tmp_path / "train.csv"), *QUICK, "--output", str(tmp_path / "job")])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    job = tmp_path / "job"
+    assert "Completed" in out and str(job / "model.tar.gz") in out
+    config = job / "opt_ml" / "input" / "config"
+    hyperparameters = json.loads((config / "hyperparameters.json").read_text())
+    assert hyperparameters == {"quality": "toy", "n_mins": "0", "n_secs": "40", "num_folds": "2", "n_epochs": "20"}
+    assert json.loads((config / "inputdataconfig.json").read_text())["train"]["TrainingInputMode"] == "File"
+    assert json.loads((config / "resourceconfig.json").read_text())["hosts"] == ["algo-1"]
+    assert (job / "opt_ml" / "input" / "data" / "train" / "train.csv").is_file()
+    assert {"model_config.json", "text", "num", "cat", "wholistic"} <= _members(job / "model.tar.gz"), \
+        "files at the top level of model.tar.gz, as /opt/ml/model holds them"
+    assert {"metrics.json", "confusion_matrix.png"} <= _members(job / "output.tar.gz")
+    assert "training job done" in (job / "train.log").read_text()
+
+
+def test_a_failing_local_training_job_reports_its_failure_reason_and_packs_no_model(tmp_path, capsys):
+    make_frame(20).to_csv(tmp_path / "train.csv", index=False)
+    code = cli.main(["local-train", "--train", str(tmp_path / "train.csv"), "--hp", "n_epochs=0",
+                     "--output", str(tmp_path / "job")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FailureReason: UserError: hyperparameter 'n_epochs' must be an integer from 1 to 1000; got '0'." in out
+    assert not (tmp_path / "job" / "model.tar.gz").exists()
+
+
+def test_local_validate_algorithm_trains_then_transforms(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MULTIMODAL_IMAGE_WEIGHTS", "random")   # the training job and serve inherit it
+    make_frame(45).to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "test.csv").write_text(csv_lines(make_frame(12, seed=7).drop(columns=["label"])))
+    code = cli.main(["local-validate-algorithm", "--train", str(tmp_path / "train.csv"), *QUICK,
+                     "--test", str(tmp_path / "test.csv"), "--output", str(tmp_path / "validation")])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    assert "validation:   Completed: training job and transform job (12 records" in out
+    results = (tmp_path / "validation" / "transform-output" / "test.csv.out").read_text().splitlines()
+    assert len(results) == 12 and all(line.split(",")[1] in {"cat", "dog", "fish"} for line in results)
+
+
+def test_the_image_variants_run_the_images_as_sagemaker_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("MULTIMODAL_DOCKER", "true")   # any executable stands for the docker CLI here
+    monkeypatch.setenv("MULTIMODAL_IMAGE_WEIGHTS", "random")
+    command, _ = training_invocation(tmp_path, "job-1", "multimodal-training:1")
+    assert command[:5] == ["true", "run", "--rm", "--name", "job-1"]
+    assert command[5:7] == ["-v", f"{tmp_path.resolve()}:/opt/ml"]
+    assert "TRAINING_JOB_NAME=job-1" in command and "MULTIMODAL_IMAGE_WEIGHTS=random" in command
+    assert command[-2:] == ["multimodal-training:1", "train"]
+    local, environment = training_invocation(tmp_path, "job-1", None)
+    assert local[0].endswith("/train") and environment["SAGEMAKER_BASE_DIR"] == str(tmp_path)
+    monkeypatch.setenv("MULTIMODAL_DOCKER", "no-such-docker-here")
+    with pytest.raises(PlatformError, match="'no-such-docker-here' not found: install Docker"):
+        training_invocation(tmp_path, "job-1", "multimodal-training:1")
