@@ -159,6 +159,8 @@ class MultimodalClassifier:
     def fit(self, data: pd.DataFrame) -> "MultimodalClassifier":
         """Fit on a DataFrame with a ``label`` column, feature columns by suffix and an optional ``ID``.
 
+        ``data`` is not modified; fit lets go of it once the images are embedded, so a caller that keeps
+        no reference of its own (``fit(read_table())``) frees the base64 strings before AutoGluon trains.
         Returns ``self``.
         """
         from multimodal import fusion
@@ -187,6 +189,11 @@ class MultimodalClassifier:
                            "modality models and their predictions will be unreliable: add rows of these classes",
                            len(rare), RARE_CLASS_ROWS, ", ".join(rare[:10]))
         embedder, image_features, projections = self._embed_training_images(frames, data, params["image_components"])
+        # The base64 strings are no longer needed: without these references (and when the caller handed its
+        # table over, as the training job does) they are freed before AutoGluon makes its copies.
+        rows = len(data)
+        frames.images.clear()
+        del data
         inputs = self._modality_inputs(frames, image_features)
         work_dir = tempfile.TemporaryDirectory(prefix="multimodal-fit-")
         taken: set[str] = set()
@@ -240,7 +247,7 @@ class MultimodalClassifier:
         self.fusion_model_ = fusion_model
         self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params)
         self.training_summary_ = {
-            "rows": int(len(data)),
+            "rows": int(rows),
             "class_counts": {str(c): int(n) for c, n in zip(label_map.classes, counts)},
             "seconds": round(time.monotonic() - started, 1),
         }

@@ -148,7 +148,10 @@ def run_training(paths: SageMakerPaths) -> None:
                 f"{sorted(set(train.columns) - set(validation.columns))}; use the training header."
             )
 
-    model = MultimodalClassifier(**params, image_weights=resolve_weights_setting(None)).fit(train)
+    # The table is handed over (no reference kept here), so fit can free the base64 images once embedded.
+    tables = {"train": train}
+    del train
+    model = MultimodalClassifier(**params, image_weights=resolve_weights_setting(None)).fit(tables.pop("train"))
 
     report = {"stacking": params["stacking"], "train": model.training_report_}
     lines = []

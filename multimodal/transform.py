@@ -190,7 +190,9 @@ class ContainerServer(ServerProcess):
         super().__init__(command, port, Path(tempfile.mkdtemp(prefix="multimodal-container-")))
 
     def _terminate(self) -> None:
+        started = time.monotonic()
         subprocess.run(docker_command() + ["stop", "-t", "30", self.name], capture_output=True, timeout=60)
+        logger.info("serve container %s stopped (SIGTERM) in %.1f s", self.name, time.monotonic() - started)
 
 
 def _join(record: bytes, result: bytes, content_type: str) -> bytes:

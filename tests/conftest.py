@@ -8,7 +8,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Fast settings for real fits on small data.
-FAST = dict(quality="toy", n_mins=2, num_folds=2, n_epochs=60, learning_rate=0.01, image_weights="random")
+# image_components=16: the session model also covers the optional principal-component projection.
+FAST = dict(quality="toy", n_mins=2, num_folds=2, n_epochs=60, learning_rate=0.01, image_weights="random",
+            image_components=16)
 
 
 @pytest.fixture(scope="session")
