@@ -258,6 +258,7 @@ class MultimodalClassifier:
     def _training_report(self, entries, fusion_inputs, codes, validation_rows, params) -> dict:
         """Metrics from training alone: each modality's training-row probabilities (out of fold by default),
         scored on the rows where it was present, and the fusion network on its held-out split."""
+        from multimodal.importance import describe_importance, modality_importance
         from multimodal.metrics import classification_metrics
 
         n = self.label_map_.n_classes
@@ -273,7 +274,24 @@ class MultimodalClassifier:
             held_out = self.fusion_model_.predict_proba(fusion_inputs[validation_rows])
             report["fusion_holdout"] = classification_metrics(codes[validation_rows], held_out)
             self._fusion_holdout = (codes[validation_rows], held_out)
+            importance = modality_importance(self.fusion_model_.predict_proba, fusion_inputs[validation_rows],
+                                             codes[validation_rows], self.modality_columns(), seed=params["seed"])
+            if importance:
+                report["modality_importance"] = {"source": "fusion network hold-out split", **importance}
+                logger.info("modality contributions (each shuffled on the %d hold-out rows): %s",
+                            len(validation_rows), describe_importance(importance))
         return report
+
+    def modality_importance(self, data: pd.DataFrame, repeats: int = 5, seed: int = 0) -> dict[str, dict]:
+        """Permutation importance of each modality on labelled ``data`` (see ``multimodal.importance``):
+        {modality name: {"log_loss_increase", "accuracy_drop", their "_std", "rows", "repeats"}}."""
+        from multimodal.importance import modality_importance
+
+        self._check_fitted("modality_importance")
+        labelled = drop_missing_labels(data, LABEL_COLUMN)
+        codes = self.label_map_.encode(labelled[LABEL_COLUMN])
+        return modality_importance(self.fusion_model_.predict_proba, self.fusion_inputs(labelled), codes,
+                                   self.modality_columns(), repeats=repeats, seed=seed)
 
     @property
     def fusion_holdout_(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -43,6 +43,19 @@ def test_unseen_categories_missing_values_and_extra_columns_predict(fitted, test
     assert "row 4 (ID='r0003'), column 'photo_image': not a readable image" in caplog.text
 
 
+def test_modality_importance_in_the_training_report_and_on_new_data(fitted, test_frame):
+    names = [name for name, _ in fitted.modality_columns()]
+    report = fitted.training_report_["modality_importance"]
+    assert report["source"] == "fusion network hold-out split" and set(report) - {"source"} == set(names)
+    importance = fitted.modality_importance(test_frame)
+    assert set(importance) == set(names)
+    for values in importance.values():
+        assert np.isfinite(values["log_loss_increase"]) and -1 <= values["accuracy_drop"] <= 1
+        assert values["rows"] == len(test_frame)
+    # in the synthetic frame every modality follows the label; together they carry the prediction
+    assert max(v["log_loss_increase"] for v in importance.values()) > 0
+
+
 def test_model_directory_layout_and_config(saved_model_dir):
     names = {p.relative_to(saved_model_dir).as_posix() for p in saved_model_dir.iterdir()}
     assert names == {"text", "num", "cat", "img", "projections", "wholistic", "model_config.json"}
