@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,7 +184,8 @@ def _check_images(cells: pd.Series, column: str, subject: str, report: DatasetRe
 
 
 def _check_test(path: Path, schema: Schema, report: DatasetReport, sample_images: int) -> None:
-    """A batch-transform input file: CSV rows without header, in the training column order minus label."""
+    """A batch-transform input file: CSV rows without header, in the training column order minus label
+    (or JSON Lines: one object per line, keyed by column name)."""
     subject = path.name
     expected = list(schema.inference_columns)
     try:
@@ -193,6 +195,9 @@ def _check_test(path: Path, schema: Schema, report: DatasetReport, sample_images
         return
     except UnicodeDecodeError as error:
         report.add(ERROR, subject, f"not UTF-8 text near byte {error.start}; save the file as UTF-8")
+        return
+    if text.lstrip().startswith("{"):
+        _check_json_lines(text, subject, expected, schema, report, sample_images)
         return
     reader = csv.reader(io.StringIO(text, newline=""))
     records, lines, spanning = [], [], []
@@ -243,3 +248,36 @@ def _check_test(path: Path, schema: Schema, report: DatasetReport, sample_images
                                        f"is not a number ({len(bad)} bad cell(s) in this column)")
     for column in schema.image:
         _check_images(frame[column], column, subject, report, sample_images, lambda i: f"line {numbers[i]}")
+
+
+def _check_json_lines(text: str, subject: str, expected: list[str], schema: Schema, report: DatasetReport,
+                      sample_images: int) -> None:
+    """A JSON Lines transform input: one object per line, keyed by column name (absent keys are missing)."""
+    objects, numbers = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as error:
+            report.add(ERROR, subject, f"line {number}: not JSON ({error})")
+            return
+        if not isinstance(item, dict):
+            report.add(ERROR, subject, f"line {number}: a JSON {type(item).__name__}, not an object keyed by column")
+            return
+        objects.append(item)
+        numbers.append(number)
+    if not objects:
+        report.add(ERROR, subject, "no records")
+        return
+    unknown = sorted({key for item in objects for key in item} - set(expected) - {LABEL_COLUMN})
+    if unknown:
+        report.add(WARNING, subject, f"keys that are not training columns are ignored: {unknown[:10]}")
+    absent = [c for c in schema.feature_columns if all(c not in item for item in objects)]
+    if absent:
+        report.add(WARNING, subject, f"feature column(s) absent from every record (treated as missing): {absent[:10]}")
+    report.add(INFO, subject, f"{len(objects)} JSON Lines records")
+    frame = pd.DataFrame([{c: item.get(c) for c in expected} for item in objects], columns=expected)
+    for column in schema.image:
+        cells = frame[column].where(frame[column].notna(), "").astype(str)
+        _check_images(cells, column, subject, report, sample_images, lambda i: f"line {numbers[i]}")

@@ -123,3 +123,19 @@ def test_the_image_variants_run_the_images_as_sagemaker_does(tmp_path, monkeypat
     monkeypatch.setenv("MULTIMODAL_DOCKER", "no-such-docker-here")
     with pytest.raises(PlatformError, match="'no-such-docker-here' not found: install Docker"):
         training_invocation(tmp_path, "job-1", "multimodal-training:1")
+
+
+def test_validate_checks_a_json_lines_transform_input(tmp_path, capsys):
+    make_frame(30).to_csv(tmp_path / "train.csv", index=False)
+    records = make_frame(3, seed=6).drop(columns=["label"]).to_dict(orient="records")
+    records[1]["photo_image"] = "bm90IGFuIGltYWdl"
+    records[2]["colour_cat"] = "typo"
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert cli.main(["validate", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "test.jsonl: 3 JSON Lines records" in out
+    assert "keys that are not training columns are ignored: ['colour_cat']" in out
+    assert re.search(r"column 'photo_image': 1 of \d sampled image\(s\) are not readable \(first: line 2", out)
+    (tmp_path / "bad.jsonl").write_text('{"ID": "a"}\n[1, 2]\n')
+    assert cli.main(["validate", str(tmp_path / "train.csv"), "--test", str(tmp_path / "bad.jsonl")]) == 1
+    assert "line 2: a JSON list, not an object keyed by column" in capsys.readouterr().out
