@@ -6,6 +6,7 @@ import tarfile
 import pytest
 
 from multimodal import cli
+from multimodal.containers import container_run
 from multimodal.errors import PlatformError
 from multimodal.local_job import training_invocation
 from synthetic import csv_lines, make_frame
@@ -120,6 +121,11 @@ def test_the_image_variants_run_the_images_as_sagemaker_does(tmp_path, monkeypat
     assert command[-2:] == ["multimodal-training:1", "train"]
     local, environment = training_invocation(tmp_path, "job-1", None)
     assert local[0].endswith("/train") and environment["SAGEMAKER_BASE_DIR"] == str(tmp_path)
+    serve = container_run("multimodal-inference:1", "serve", "s1", {"/models/m": "/opt/ml/model:ro"},
+                          {"SAGEMAKER_BATCH": "true"}, {50123: 8080})
+    assert serve[:5] == ["true", "run", "--rm", "--name", "s1"] and serve[-2:] == ["multimodal-inference:1", "serve"]
+    assert ["-v", "/models/m:/opt/ml/model:ro"] == serve[5:7] and "SAGEMAKER_BATCH=true" in serve
+    assert serve[serve.index("-p") + 1] == "127.0.0.1:50123:8080"
     monkeypatch.setenv("MULTIMODAL_DOCKER", "no-such-docker-here")
     with pytest.raises(PlatformError, match="'no-such-docker-here' not found: install Docker"):
         training_invocation(tmp_path, "job-1", "multimodal-training:1")
