@@ -67,18 +67,7 @@ def reviews_digits(per_class: int = 600) -> tuple[pd.DataFrame, str]:
         choices = range(10) if random.random() < demo_data.IMAGE_NOISE else demo_data.DIGITS_BY_LABEL[label]
         pool = by_digit[int(random.choice(list(choices)))]
         images.append(demo_data.digit_jpeg(pixels[pool.pop()]) if pool else "")
-    table = pd.DataFrame({
-        "ID": [f"rev{i:05d}" for i in sample.index],
-        "title_text": [demo_data.one_line(v) for v in sample["Title"]],
-        "review_text": [demo_data.one_line(v) for v in sample["Review Text"]],
-        "age_num": sample["Age"].to_numpy(),
-        "feedback_num": sample["Positive Feedback Count"].to_numpy(),
-        "division_cat": sample["Division Name"].to_numpy(),
-        "department_cat": sample["Department Name"].to_numpy(),
-        "class_cat": sample["Class Name"].to_numpy(),
-        "digit_image": images,
-        "label": sample["label"].to_numpy(),
-    })
+    table = demo_data.review_table(sample, images)
     return table, ("Women's E-Commerce Clothing Reviews + MNIST digits (image link synthetic), "
                    f"{len(table)} rows, 3 balanced classes")
 

@@ -55,6 +55,22 @@ def digit_jpeg(pixels: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def review_table(sample: pd.DataFrame, images: list[str]) -> pd.DataFrame:
+    """The dataset's columns from sampled review rows (with their ``label``) and one image cell per row."""
+    return pd.DataFrame({
+        "ID": [f"rev{i:05d}" for i in sample.index],
+        "title_text": [one_line(v) for v in sample["Title"]],
+        "review_text": [one_line(v) for v in sample["Review Text"]],
+        "age_num": sample["Age"].to_numpy(),
+        "feedback_num": sample["Positive Feedback Count"].to_numpy(),
+        "division_cat": sample["Division Name"].to_numpy(),
+        "department_cat": sample["Department Name"].to_numpy(),
+        "class_cat": sample["Class Name"].to_numpy(),
+        "digit_image": images,
+        "label": sample["label"].to_numpy(),
+    })
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "multimodal-wheels")
@@ -80,18 +96,7 @@ def main() -> None:
         choices = range(10) if rng.random() < IMAGE_NOISE else DIGITS_BY_LABEL[label]
         images.append(digit_jpeg(pixels[by_digit[int(rng.choice(list(choices)))].pop()]))
 
-    table = pd.DataFrame({
-        "ID": [f"rev{i:05d}" for i in sample.index],
-        "title_text": [one_line(v) for v in sample["Title"]],
-        "review_text": [one_line(v) for v in sample["Review Text"]],
-        "age_num": sample["Age"].to_numpy(),
-        "feedback_num": sample["Positive Feedback Count"].to_numpy(),
-        "division_cat": sample["Division Name"].to_numpy(),
-        "department_cat": sample["Department Name"].to_numpy(),
-        "class_cat": sample["Class Name"].to_numpy(),
-        "digit_image": images,
-        "label": sample["label"].to_numpy(),
-    })
+    table = review_table(sample, images)
     test_rows = table.groupby("label").head(TEST_PER_CLASS).index
     args.out.mkdir(parents=True, exist_ok=True)
     table.drop(index=test_rows).to_csv(args.out / "train.csv", index=False)
