@@ -18,11 +18,11 @@ import pandas as pd
 
 from multimodal.csv_input import read_training_csv
 from multimodal.errors import UserError
-from multimodal.features import NUMERIC_MISSING_TOKENS, is_missing
-from multimodal.schema import ID_COLUMN, LABEL_COLUMN, Schema, column_role, infer_schema
+from multimodal.features import BadValueError, is_missing, parse_numeric
+from multimodal.labels import RARE_CLASS_ROWS
+from multimodal.schema import ID_COLUMN, LABEL_COLUMN, Schema, infer_schema
 
 ERROR, WARNING, INFO = "error", "warning", "info"
-RARE_CLASS_ROWS = 10
 SAMPLE_IMAGES = 20
 
 
@@ -129,7 +129,9 @@ def _check_missing(table: pd.DataFrame, schema: Schema, subject: str, report: Da
     for name, columns in modalities.items():
         if not columns:
             continue
-        masks = np.column_stack([_missing(table[c], c) for c in columns])
+        # numbers were checked on reading, so parse_numeric only reports which cells are missing
+        masks = np.column_stack([parse_numeric(table, c)[1] if name == "numeric" else is_missing(table[c])
+                                 for c in columns])
         rates = ", ".join(f"{c} {100 * masks[:, i].mean():.0f}%" for i, c in enumerate(columns[:10]))
         report.add(INFO, subject, f"{name} missing: {rates}{', ...' if len(columns) > 10 else ''}")
         for i, column in enumerate(columns):
@@ -139,12 +141,6 @@ def _check_missing(table: pd.DataFrame, schema: Schema, subject: str, report: Da
             usable += 1
     if usable == 0:
         report.add(ERROR, subject, "every feature column is empty in every row: nothing to train on")
-
-
-def _missing(series: pd.Series, column: str) -> np.ndarray:
-    if column_role(column) == "num":
-        return series.astype(str).str.strip().str.lower().isin(NUMERIC_MISSING_TOKENS).to_numpy()
-    return is_missing(series)
 
 
 def _check_text_newlines(table: pd.DataFrame, schema: Schema, subject: str, report: DatasetReport) -> None:
@@ -239,13 +235,11 @@ def _check_test(path: Path, schema: Schema, report: DatasetReport, sample_images
     frame = pd.DataFrame([fields for fields, _ in pairs], columns=expected)
     numbers = [number for _, number in pairs]
     for column in schema.numeric:
-        values = frame[column].str.strip()
-        blank = values.str.lower().isin(NUMERIC_MISSING_TOKENS)
-        parsed = pd.to_numeric(values.where(~blank, "0"), errors="coerce")
-        bad = np.flatnonzero((parsed.isna() | ~np.isfinite(parsed.fillna(0))).to_numpy())
-        if len(bad):
-            report.add(ERROR, subject, f"line {numbers[bad[0]]}, column '{column}': {values.iloc[bad[0]][:40]!r} "
-                                       f"is not a number ({len(bad)} bad cell(s) in this column)")
+        try:
+            parse_numeric(frame, column)   # the same rule training and serving apply
+        except BadValueError as error:
+            report.add(ERROR, subject, f"line {numbers[error.position]}, column '{column}': "
+                                       f"{str(error.value)[:40]!r} {error.problem}")
     for column in schema.image:
         _check_images(frame[column], column, subject, report, sample_images, lambda i: f"line {numbers[i]}")
 

@@ -12,6 +12,8 @@ from multimodal.features import describe_row
 
 logger = logging.getLogger(__name__)
 
+RARE_CLASS_ROWS = 10  # AutoGluon drops the rows of rarer classes from a multiclass fit (label_count_threshold)
+
 
 def to_json_value(value):
     """Turn a numpy or pandas scalar label into the plain Python value JSON can hold."""

@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from multimodal.channels import validate_input_data_config
 from multimodal.containers import container_run
 from multimodal.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 FAILURE_REASON_LIMIT = 1024
-CHANNELS = ("train", "validation")
 
 
 @dataclass
@@ -47,9 +47,9 @@ class LocalTrainingResult:
 def lay_out_training_job(ml_root: Path, channels: dict[str, Path], hyperparameters: dict[str, str],
                          instance_type: str = "local") -> Path:
     """Write the /opt/ml tree of a single-instance File-mode training job under ``ml_root``; returns it."""
-    unknown = sorted(set(channels) - set(CHANNELS))
-    if unknown:
-        raise UserError(f"unknown channel(s) {unknown}; this algorithm takes {list(CHANNELS)}.")
+    input_data_config = validate_input_data_config({   # the channel checks SageMaker makes when the job is created
+        name: {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+               "RecordWrapperType": "None", "CompressionType": "None"} for name in channels})
     if ml_root.exists():
         shutil.rmtree(ml_root)
     config = ml_root / "input" / "config"
@@ -59,9 +59,7 @@ def lay_out_training_job(ml_root: Path, channels: dict[str, Path], hyperparamete
     (config / "resourceconfig.json").write_text(json.dumps(
         {"current_host": "algo-1", "current_instance_type": instance_type, "hosts": ["algo-1"],
          "network_interface_name": "eth0"}))
-    (config / "inputdataconfig.json").write_text(json.dumps({
-        name: {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-               "RecordWrapperType": "None", "CompressionType": "None"} for name in channels}, indent=2))
+    (config / "inputdataconfig.json").write_text(json.dumps(input_data_config, indent=2))
     for name, source in channels.items():
         target = ml_root / "input" / "data" / name
         _copy_channel(Path(source), target, name)

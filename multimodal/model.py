@@ -15,7 +15,7 @@ import pandas as pd
 from multimodal import hyperparameters as hp
 from multimodal.errors import NotFittedError, PlatformError, UserError
 from multimodal.features import ModalityFrames, describe_row, split_modalities
-from multimodal.labels import LabelMap, drop_missing_labels, sentinel_labels
+from multimodal.labels import RARE_CLASS_ROWS, LabelMap, drop_missing_labels, sentinel_labels
 from multimodal.model_config import ModalityEntry, ModelConfig
 from multimodal.schema import LABEL_COLUMN, Schema, infer_schema
 
@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 _DEFAULTS = hp.defaults()
 _RUNTIME_PARAMS = ("image_weights", "image_precision")  # how to run, not what to learn: not hyperparameters
 MIN_FIT_SECONDS = 10.0
-RARE_CLASS_ROWS = 10  # AutoGluon drops the rows of rarer classes from a multiclass fit
 FUSION_DIR = "wholistic"
 
 

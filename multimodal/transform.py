@@ -1,10 +1,10 @@
 """A local batch-transform job: what SageMaker does with the inference image, against a local ``serve``.
 
 Given a model (directory or ``model.tar.gz``), an input folder and an output folder, it starts
-``serve`` (this environment's, or the inference image's in a container) on a free local port, waits for ``/ping``, reads ``/execution-parameters``, then for each
-input file: Line split, MultiRecord (or SingleRecord) mini-batches up to MaxPayloadInMB, one
-``<file>.out`` per input file written only when every request of that file succeeded,
-AssembleWith=Line, and optionally JoinSource=Input.
+``serve`` (this environment's, or the inference image's in a container) on a free local port, waits
+for ``/ping``, reads ``/execution-parameters``, then for each input file: Line split, MultiRecord (or
+SingleRecord) mini-batches up to MaxPayloadInMB, one ``<file>.out`` per input file written only when
+every request of that file succeeded, AssembleWith=Line, and optionally JoinSource=Input.
 """
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ class ServerProcess(ServerClient):
         self.process.terminate()
 
     def stop(self) -> None:
-        """SIGTERM, then wait (SIGKILL after 30 s, as SageMaker does)."""
+        """SIGTERM, then wait (SIGKILL after 40 s: SageMaker's 30 s grace plus a container's stop)."""
         if self.process.poll() is None:
             self._terminate()
             try:
