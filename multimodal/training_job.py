@@ -80,7 +80,7 @@ def discard_incomplete_model(paths: SageMakerPaths) -> None:
 def evaluate(model, frame: pd.DataFrame) -> dict:
     """Fusion and per-modality metrics of a fitted model on a labelled frame, and each modality's
     permutation importance for the fusion network."""
-    from multimodal.importance import describe_importance, modality_importance
+    from multimodal.importance import describe_importance
     from multimodal.labels import drop_missing_labels
 
     frame = drop_missing_labels(frame, LABEL_COLUMN)
@@ -91,7 +91,7 @@ def evaluate(model, frame: pd.DataFrame) -> dict:
     result = {"fusion": classification_metrics(codes, proba), "modalities": {}}
     for name, columns in model.modality_columns():
         result["modalities"][name] = classification_metrics(codes, inputs[:, columns][:, :n])
-    importance = modality_importance(model.fusion_model_.predict_proba, inputs, codes, model.modality_columns())
+    importance = model.modality_importance(frame, fusion_inputs=inputs)
     if importance:
         result["modality_importance"] = importance
         logger.info("modality contributions (each shuffled on the %d validation rows): %s", len(codes),

@@ -38,6 +38,19 @@ def test_missing_fractions_feed_the_sentinels():
     np.testing.assert_allclose(frames.missing_fraction["cat"], [0, 1, 0])
 
 
+def test_the_joint_frame_holds_every_non_image_column_and_weighs_missing_by_column():
+    data = frame()
+    frames = split_modalities(data, infer_schema(data.columns))
+    joint, missing = frames.joint_tabular()
+    assert list(joint.columns) == ["t_text", "x_num", "y_num", "c_cat"] and [k for k, _ in frames.tabular()] == \
+        ["text", "num", "cat"]
+    np.testing.assert_allclose(missing, [0, 1, 2 / 4])   # row c: empty text and a nan number of four columns
+    assert isinstance(joint["c_cat"].dtype, pd.CategoricalDtype)
+    only_numbers = data[["x_num", "y_num", "p_image", "label"]]
+    assert split_modalities(only_numbers, infer_schema(only_numbers.columns)).joint_tabular() is None, \
+        "one non-image modality: nothing to join"
+
+
 @pytest.mark.parametrize("value, problem", [("abc", "is not a number"), ("1,5", "is not a number"),
                                             ("1e309", "is not a finite number"), ("inf", "is not a finite number")])
 def test_non_numeric_cell_names_column_row_and_value(value, problem):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from multimodal.importance import describe_importance, modality_importance
+from multimodal.importance import block_shuffler, describe_importance, modality_importance
 
 
 def _softmax(x):
@@ -18,11 +18,12 @@ def test_the_block_the_prediction_uses_matters_and_the_other_does_not():
     def predict_proba(x):                                # a fusion that follows the first block only
         return _softmax(5 * x[:, :3])
 
-    importance = modality_importance(predict_proba, inputs, codes, [("img", slice(0, 3)), ("text", slice(3, 6))])
+    blocks = [("img", block_shuffler(inputs, slice(0, 3))), ("text", block_shuffler(inputs, slice(3, 6)))]
+    importance = modality_importance(predict_proba, inputs, codes, blocks)
     assert importance["img"]["accuracy_drop"] > 0.5 and importance["img"]["log_loss_increase"] > 1.0
     assert importance["text"]["accuracy_drop"] == 0 and importance["text"]["log_loss_increase"] == 0
     assert importance["img"]["rows"] == 400 and importance["img"]["repeats"] == 5
     assert describe_importance(importance).startswith("img +")
-    again = modality_importance(predict_proba, inputs, codes, [("img", slice(0, 3)), ("text", slice(3, 6))])
+    again = modality_importance(predict_proba, inputs, codes, blocks)
     assert again == importance, "seeded: the same report twice"
-    assert modality_importance(predict_proba, inputs[:1], codes[:1], [("img", slice(0, 3))]) == {}
+    assert modality_importance(predict_proba, inputs[:1], codes[:1], blocks[:1]) == {}

@@ -43,8 +43,41 @@ def test_unseen_categories_missing_values_and_extra_columns_predict(fitted, test
     assert "row 4 (ID='r0003'), column 'photo_image': not a readable image" in caplog.text
 
 
+def test_the_joint_member_reads_every_non_image_column(fitted, train_frame):
+    members = [name for name, _ in fitted.modality_columns()]
+    assert members == ["text", "num", "cat", "text+num+cat", "img/photo_image"]
+    joint = next(model for model in fitted.modalities_ if model.name == "text+num+cat")
+    assert list(joint.predictor.original_features) == [c for c in train_frame.columns
+                                                       if c.endswith(("_text", "_num", "_cat"))]
+    assert fitted.training_report_["modalities"]["text+num+cat"]["accuracy"] > 0.5
+
+
+def test_shuffling_a_modality_moves_the_joint_member_with_it(fitted, test_frame):
+    from multimodal.features import split_modalities
+
+    inputs = fitted.fusion_inputs(test_frame)
+    blocks = dict(fitted.modality_columns())
+    joint_features = split_modalities(test_frame, fitted.schema_).joint_tabular()[0]
+    shufflers = dict(fitted._importance_shufflers(inputs, joint_features))
+    assert set(shufflers) == {"text", "num", "cat", "img/photo_image"}, "the joint member is not a modality"
+    reverse = np.arange(len(test_frame))[::-1]
+    columns_of = {"text": fitted.schema_.text, "num": fitted.schema_.numeric, "cat": fitted.schema_.categorical}
+    for name in ("text", "num", "cat"):
+        shuffled = shufflers[name](reverse)
+        np.testing.assert_array_equal(shuffled[:, blocks[name]], inputs[reverse][:, blocks[name]])
+        moved = test_frame.copy()
+        moved[list(columns_of[name])] = test_frame[list(columns_of[name])].iloc[reverse].to_numpy()
+        expected = fitted.fusion_inputs(moved)[:, blocks["text+num+cat"]]
+        np.testing.assert_allclose(shuffled[:, blocks["text+num+cat"]], expected, rtol=1e-5, atol=1e-6)
+        untouched = [b for n, b in blocks.items() if n not in (name, "text+num+cat")]
+        for block in untouched:
+            np.testing.assert_array_equal(shuffled[:, block], inputs[:, block])
+    image = shufflers["img/photo_image"](reverse)
+    np.testing.assert_array_equal(image[:, blocks["text+num+cat"]], inputs[:, blocks["text+num+cat"]])
+
+
 def test_modality_importance_in_the_training_report_and_on_new_data(fitted, test_frame):
-    names = [name for name, _ in fitted.modality_columns()]
+    names = [name for name, _ in fitted.modality_columns() if name != "text+num+cat"]
     report = fitted.training_report_["modality_importance"]
     assert report["source"] == "fusion network hold-out split" and set(report) - {"source"} == set(names)
     importance = fitted.modality_importance(test_frame)
@@ -58,23 +91,25 @@ def test_modality_importance_in_the_training_report_and_on_new_data(fitted, test
 
 def test_model_directory_layout_and_config(saved_model_dir):
     names = {p.relative_to(saved_model_dir).as_posix() for p in saved_model_dir.iterdir()}
-    assert names == {"text", "num", "cat", "img", "projections", "wholistic", "model_config.json"}
+    assert names == {"text", "num", "cat", "joint", "img", "projections", "wholistic", "model_config.json"}
     assert (saved_model_dir / "img" / "photo_image" / "predictor.pkl").is_file()
     assert {p.name for p in (saved_model_dir / "wholistic").iterdir()} == {"fusion.npz", "fusion.keras"}
     pickles = [p for p in saved_model_dir.rglob("*.pkl")]
-    assert pickles and all(p.relative_to(saved_model_dir).parts[0] in {"text", "num", "cat", "img"} for p in pickles), \
+    assert pickles and all(p.relative_to(saved_model_dir).parts[0] in {"text", "num", "cat", "joint", "img"} for p in pickles), \
         "pickles only inside AutoGluon's own directories"
     config = json.loads((saved_model_dir / "model_config.json").read_text())
     assert config["classes"] == ["cat", "dog", "fish"]
     assert config["schema"]["columns"][0] == "ID" and config["schema"]["image"] == ["photo_image"]
     assert config["image_weights"]["name"] == "random(seed=0)" and len(config["image_weights"]["sha256"]) == 64
     assert config["image_weights"]["precision"] in ("bf16", "fp32")
-    assert config["fusion"]["path"] == "wholistic/fusion.npz" and config["fusion"]["layers"] == [12, 7, 3]
+    assert config["fusion"]["path"] == "wholistic/fusion.npz" and config["fusion"]["layers"] == [14, 8, 3]
     assert config["hyperparameters"]["quality"] == "toy" and config["hyperparameters"]["num_folds"] == 2
     layouts = {m["name"]: m["layout"] for m in config["modalities"]}
     assert layouts["text"] == [0, 1, 2, 3] and layouts["img/photo_image"] == [0, 1, 2, 3], "sentinel label 3"
     assert layouts["num"] == [0, 1, 2] and layouts["cat"] == [0, 1, 2], "no missing rows, no sentinel"
-    assert config["fusion"]["n_inputs"] == 14 and len(config["fusion"]["inputs"]) == 14
+    assert layouts["text+num+cat"] == [0, 1, 2], "no row without any non-image value"
+    assert config["fusion"]["n_inputs"] == 17 and len(config["fusion"]["inputs"]) == 17
+    assert config["hyperparameters"]["joint_model"] == "tabular"
     image_entry = next(m for m in config["modalities"] if m["kind"] == "image")
     assert image_entry["projection"] == "projections/photo_image.npz"
     assert all(m["projection"] is None for m in config["modalities"] if m["kind"] != "image")
@@ -137,13 +172,14 @@ def test_integer_labels_in_sample_stacking_and_the_time_budget_split(monkeypatch
     monkeypatch.setattr(tabular, "fit_modality", recording_fit)
     frame = make_frame(45, seed=3).drop(columns=["photo_image"])
     frame["label"] = frame["label"].map({"cat": 10, "dog": 20, "fish": 30})
-    params = {**FAST, "stacking": "in_sample", "n_mins": 1}
+    params = {**FAST, "stacking": "in_sample", "n_mins": 1, "joint_model": "none"}
     job_deadline = time.monotonic() + 60
     model = MultimodalClassifier(**params).fit(frame)
     assert model.classes_ == [10, 20, 30]
     predicted = model.predict(frame)
     assert predicted.dtype.kind == "i" and set(predicted) <= {10, 20, 30}
     assert len(fit_deadlines) == 3 and max(fit_deadlines) <= job_deadline, "each fit ends within the job's budget"
+    assert [m.name for m in model.modalities_] == ["text", "num", "cat"], "joint_model=none: no joint member"
 
 
 def test_an_all_empty_image_column_is_skipped_with_a_warning(caplog):

@@ -37,13 +37,13 @@ def test_two_train_files_a_validation_channel_and_json_encoded_hyperparameters(t
     metrics = json.loads((data / "metrics.json").read_text())
     assert metrics["validation"]["source"] == "validation channel"
     assert metrics["validation"]["fusion"]["rows"] == 21
-    assert set(metrics["validation"]["modalities"]) == {"text", "num", "cat", "img/photo_image"}
+    assert set(metrics["validation"]["modalities"]) == {"text", "num", "cat", "text+num+cat", "img/photo_image"}
     assert set(metrics["validation"]["modality_importance"]) == {"text", "num", "cat", "img/photo_image"}
     assert "modality contributions (each shuffled on the 21 validation rows)" in result.stdout
-    assert set(metrics["train"]["modalities"]) == {"text", "num", "cat", "img/photo_image"}
+    assert set(metrics["train"]["modalities"]) == {"text", "num", "cat", "text+num+cat", "img/photo_image"}
     assert (data / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (data / "leaderboards").iterdir()) == \
-        ["cat.csv", "img__photo_image.csv", "num.csv", "text.csv"]
+        ["cat.csv", "img__photo_image.csv", "num.csv", "text+num+cat.csv", "text.csv"]
     for definition in METRICS["MetricDefinitions"]:
         values = re.findall(definition["Regex"], result.stdout)
         assert len(values) == 1, f"{definition['Name']}: {values}"
