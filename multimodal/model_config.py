@@ -30,8 +30,9 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class ModalityEntry:
-    """One per-modality AutoGluon model: its name, kind, columns, sub-directory, label layout and, for an image
-    column, its feature projection file."""
+    """One AutoGluon member of the fusion: its name, kind (``text``, ``num``, ``cat``, ``image``, or ``joint`` for
+    the model of all non-image columns), columns, sub-directory, label layout and, for an image column, its
+    feature projection file."""
 
     name: str
     kind: str
