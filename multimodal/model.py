@@ -249,7 +249,7 @@ class MultimodalClassifier:
         self.weights_identity_ = embedder.identity if embedder else None
         self._image_weights_setting = embedder.weights if embedder else None
         self.fusion_model_ = fusion_model
-        self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params, frames)
+        self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params)
         self.training_summary_ = {
             "rows": int(rows),
             "class_counts": {str(c): int(n) for c, n in zip(label_map.classes, counts)},
@@ -259,7 +259,7 @@ class MultimodalClassifier:
                     len(models))
         return self
 
-    def _training_report(self, entries, fusion_inputs, codes, validation_rows, params, frames) -> dict:
+    def _training_report(self, entries, fusion_inputs, codes, validation_rows, params) -> dict:
         """Metrics from training alone: each modality's training-row probabilities (out of fold by default),
         scored on the rows where it was present, and the fusion network on its held-out split."""
         from multimodal.importance import describe_importance, modality_importance
@@ -278,9 +278,9 @@ class MultimodalClassifier:
             held_out = self.fusion_model_.predict_proba(fusion_inputs[validation_rows])
             report["fusion_holdout"] = classification_metrics(codes[validation_rows], held_out)
             self._fusion_holdout = (codes[validation_rows], held_out)
-            joint = frames.joint_tabular()
-            joint_features = joint[0].iloc[validation_rows].reset_index(drop=True) if joint else None
-            shufflers = self._importance_shufflers(fusion_inputs[validation_rows], joint_features)
+            # No joint features: these rows' fusion inputs are out of fold, and the joint member predicting again
+            # on shuffled training rows would use fold models that saw them (the contributions came out skewed).
+            shufflers = self._importance_shufflers(fusion_inputs[validation_rows], None)
             importance = modality_importance(self.fusion_model_.predict_proba, fusion_inputs[validation_rows],
                                              codes[validation_rows], shufflers, seed=params["seed"])
             if importance:
@@ -314,7 +314,8 @@ class MultimodalClassifier:
     def _importance_shufflers(self, inputs: np.ndarray, joint_features: pd.DataFrame | None) -> list:
         """One shuffler per modality. The joint member is not a modality of its own: a modality's shuffle
         recomputes the joint member's probabilities from the shuffled columns (``joint_features``: all
-        non-image columns of the scored rows)."""
+        non-image columns of the scored rows). Without ``joint_features`` (training rows, whose inputs are
+        out of fold) the joint member is shuffled as a block of its own instead."""
         from multimodal.importance import block_shuffler
 
         blocks = dict(self.modality_columns())
@@ -322,9 +323,11 @@ class MultimodalClassifier:
                  if entry.kind == JOINT_KIND]
         shufflers = []
         for entry in self._modality_entries:
-            if entry.kind == JOINT_KIND:
-                continue
             own = block_shuffler(inputs, blocks[entry.name])
+            if entry.kind == JOINT_KIND:
+                if joint_features is None:
+                    shufflers.append((entry.name, own))
+                continue
             readers = [(model, reader) for model, reader in joint if set(entry.columns) <= set(reader.columns)]
             if not readers or joint_features is None:
                 shufflers.append((entry.name, own))
