@@ -55,7 +55,8 @@ class MultimodalClassifier:
     One AutoGluon model per modality (and per image column) predicts the class, or an extra
     "too little information" label for rows where the modality is missing; by default one more model
     reads all non-image columns together (``joint_model``), for interactions across them; a small Keras
-    network combines their probabilities. Keyword arguments are the algorithm's hyperparameters, as
+    network combines their probabilities, and ensemble selection blends the network with the members
+    (``blend_rounds``). Keyword arguments are the algorithm's hyperparameters, as
     declared in ``hyperparameter_specification.json``, plus ``image_weights``.
 
     Parameters

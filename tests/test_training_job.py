@@ -41,6 +41,7 @@ def test_two_train_files_a_validation_channel_and_json_encoded_hyperparameters(t
     assert set(metrics["validation"]["modality_importance"]) == {"text", "num", "cat", "img/photo_image"}
     assert "modality contributions (each shuffled on the 21 validation rows)" in result.stdout
     assert set(metrics["train"]["modalities"]) == {"text", "num", "cat", "text+num+cat", "img/photo_image"}
+    assert sum(metrics["train"]["blend"].values()) == pytest.approx(1.0) and "blend weights" in result.stdout
     assert (data / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (data / "leaderboards").iterdir()) == \
         ["cat.csv", "img__photo_image.csv", "num.csv", "text+num+cat.csv", "text.csv"]
