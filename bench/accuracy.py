@@ -40,7 +40,9 @@ sys.path.insert(0, str(common.ROOT / "scripts"))
 import build_demo_dataset as demo_data  # noqa: E402
 
 from multimodal import MultimodalClassifier  # noqa: E402
+from multimodal.blend import describe_weights  # noqa: E402
 from multimodal.features import split_modalities  # noqa: E402
+from multimodal.importance import describe_importance  # noqa: E402
 from multimodal.labels import LabelMap  # noqa: E402
 from multimodal.metrics import classification_metrics  # noqa: E402
 from multimodal.model import JOINT_KIND  # noqa: E402
@@ -215,7 +217,6 @@ def markdown(results: dict, params: dict) -> str:
     lines = [f"Measured by `bench/accuracy.py` (quality `{params['quality']}`, {params['n_mins']:g}-minute budget per "
              f"fit, random ResNet50 weights, split seed {SEED}, {100 * TEST_FRACTION:.0f} % test).", ""]
     for name, (description, rows, rivals, extra) in results.items():
-        importance = extra["importance"]
         lines += [f"**{name}**: {description}.", "",
                   "| model | accuracy | balanced accuracy | macro F1 | log loss | fit s |", "|---|---|---|---|---|---|"]
         for row in rows:
@@ -226,12 +227,10 @@ def markdown(results: dict, params: dict) -> str:
             f"{rival}: accuracy {d['accuracy'][0]:+.3f} [{d['accuracy'][1]:+.3f}, {d['accuracy'][2]:+.3f}], "
             f"log loss {d['log_loss'][0]:+.3f} [{d['log_loss'][1]:+.3f}, {d['log_loss'][2]:+.3f}]"
             for rival, d in rivals.items()) + "."]
-        ordered = sorted(importance.items(), key=lambda item: -item[1]["log_loss_increase"])
         lines += ["", "Modality contributions to the default model (each shuffled on the test rows, 5 times): " +
-                  ", ".join(f"{m} {v['log_loss_increase']:+.3f} log loss / {-100 * v['accuracy_drop']:+.1f} pt "
-                            "accuracy" for m, v in ordered) + ".", "",
+                  describe_importance(extra["importance"]) + ".", "",
                   "Blend weights of the default fit (ensemble selection on the network's hold-out rows): " +
-                  ", ".join(f"{member} {weight:.2f}" for member, weight in extra["blend"].items()) + ".", ""]
+                  describe_weights(extra["blend"]) + ".", ""]
     return "\n".join(lines)
 
 

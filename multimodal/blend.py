@@ -100,6 +100,11 @@ class FusionBlend:
         return blend
 
 
+def describe_weights(weights: dict[str, float]) -> str:
+    """One line, as ``described()`` orders them: ``fusion network 0.88, text 0.12``."""
+    return ", ".join(f"{name} {weight:.2f}" for name, weight in weights.items())
+
+
 def _member_proba(inputs: np.ndarray, start: int, n_classes: int) -> np.ndarray:
     """A member's class probabilities without its sentinel column, renormalised (uniform where all are 0)."""
     block = np.asarray(inputs[:, start:start + n_classes], dtype=np.float64)

@@ -269,7 +269,7 @@ class MultimodalClassifier:
     def _select_blend(self, network, fusion_inputs, codes, validation_rows, params):
         """Ensemble selection over the network and the members on the network's hold-out rows (out-of-fold
         stacking only: in-sample member probabilities are overfit on those rows and would win unfairly)."""
-        from multimodal.blend import FusionBlend
+        from multimodal.blend import FusionBlend, describe_weights
 
         if params["stacking"] != "out_of_fold" or not params["blend_rounds"] or not len(validation_rows):
             return FusionBlend.network_only(network)
@@ -278,7 +278,7 @@ class MultimodalClassifier:
         blend = FusionBlend.select(network, fusion_inputs[validation_rows], codes[validation_rows], members,
                                    params["blend_rounds"])
         logger.info("blend weights (ensemble selection, %d rounds on %d hold-out rows): %s", params["blend_rounds"],
-                    len(validation_rows), ", ".join(f"{name} {weight:.2f}" for name, weight in blend.described().items()))
+                    len(validation_rows), describe_weights(blend.described()))
         return blend
 
     def _training_report(self, entries, fusion_inputs, codes, validation_rows, params) -> dict:
