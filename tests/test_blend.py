@@ -1,3 +1,4 @@
+"""The blend (multimodal/blend.py): ensemble selection over the fusion network and the members, and blend.json."""
 import json
 
 import numpy as np
