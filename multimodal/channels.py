@@ -1,7 +1,10 @@
 """Training channels as data (``train`` required, ``validation`` optional) and how to read each one.
 
-File and FastFile mode: every ``.csv``/``.csv.gz`` in ``input/data/<channel>/``, read as one table.
-Pipe mode: the FIFO ``input/data/<channel>_0``, streamed once (gzip when the channel says so).
+File and FastFile mode: every data file under ``input/data/<channel>/``, recursively and whatever its name
+(S3 keys keep their producers' names: ``part-00000`` without extension, partition folders), skipping hidden
+files and ``_SUCCESS``-style markers; gzip is told by its first bytes. Pipe mode: the FIFO
+``input/data/<channel>_0``, streamed once (every S3 object's header line arrives in the stream and is
+dropped). The channel settings that cannot work are refused before anything is read.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from multimodal.csv_input import CsvSource, list_csv_files, read_training_csv
+from multimodal.csv_input import CsvSource, CsvTable, list_data_files, read_csv_table
 from multimodal.errors import PlatformError, UserError
 from multimodal.paths import SageMakerPaths
 
@@ -42,8 +45,9 @@ CHANNELS = (
 )
 
 
-def validate_input_data_config(config: dict) -> dict[str, dict]:
-    """Check ``inputdataconfig.json``: known channels only, the required ones present, supported settings."""
+def validate_input_data_config(config: dict, hosts: int = 1) -> dict[str, dict]:
+    """Check ``inputdataconfig.json``: known channels only, the required ones present, supported settings;
+    ``hosts`` is the job's instance count (ShardedByS3Key needs distributed training when it is above 1)."""
     specs = {spec.name: spec for spec in CHANNELS}
     unknown = sorted(set(config) - set(specs))
     if unknown:
@@ -64,6 +68,21 @@ def validate_input_data_config(config: dict) -> dict[str, dict]:
         if compression not in spec.compression_types:
             raise UserError(f"channel '{name}': compression {compression!r} is not supported; "
                             f"use one of {list(spec.compression_types)}.")
+        wrapper = settings.get("RecordWrapperType", "None") or "None"
+        if wrapper != "None":
+            raise UserError(f"channel '{name}': RecordWrapperType {wrapper!r} is not supported; this algorithm "
+                            "reads plain CSV files (RecordWrapperType None).")
+        data_type = settings.get("S3DataType") or ("AugmentedManifestFile" if settings.get("AttributeNames")
+                                                   else "S3Prefix")
+        if data_type == "AugmentedManifestFile":
+            raise UserError(f"channel '{name}': an AugmentedManifestFile is not supported; give the channel an S3 "
+                            "prefix (or a ManifestFile) of CSV files with a header.")
+        distribution = settings.get("S3DistributionType") or settings.get("S3DataDistributionType") \
+            or "FullyReplicated"
+        if distribution == "ShardedByS3Key" and hosts > 1:
+            raise UserError(f"channel '{name}': S3DataDistributionType ShardedByS3Key on {hosts} instances would "
+                            "train on part of the data (distributed training is not supported yet); use "
+                            "FullyReplicated, or one instance.")
     return config
 
 
@@ -82,24 +101,25 @@ def _wait_for_pipe(path) -> None:
         time.sleep(0.2)
 
 
-def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> pd.DataFrame:
-    """The channel's rows as one table of text cells (see ``read_training_csv``)."""
+def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
+    """The channel's rows as one table of text cells, labels still text (see ``read_csv_table``)."""
     mode = settings.get("TrainingInputMode", "File")
     started = time.monotonic()
     if mode == "Pipe":
         pipe = paths.channel_pipe(name)
         _wait_for_pipe(pipe)
-        sources = [CsvSource(pipe, gzip=settings.get("CompressionType") == "Gzip", rereadable=False)]
+        sources = [CsvSource(pipe, f"channel '{name}' (Pipe mode stream)", is_stream=True)]
     else:
         directory = paths.channel_dir(name)
         if not directory.is_dir():
             raise UserError(f"channel '{name}': directory {directory} does not exist.")
-        files = list_csv_files(directory)
+        files = list_data_files(directory)
         if not files:
-            present = sorted(p.name for p in directory.rglob("*") if p.is_file())[:10]
-            raise UserError(f"channel '{name}' has no .csv or .csv.gz files (found: {present or 'nothing'}).")
-        sources = [CsvSource.file(f) for f in files]
-    table = read_training_csv(sources)
-    logger.info("channel '%s' (%s mode): %d rows from %d source(s) in %.1f s", name, mode, len(table), len(sources),
-                time.monotonic() - started)
+            skipped = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())[:10]
+            raise UserError(f"channel '{name}' has no data files (skipped: {skipped or 'nothing'}; hidden files, "
+                            "markers such as _SUCCESS and empty files are not read).")
+        sources = [CsvSource.file(f, str(f.relative_to(directory))) for f in files]
+    table = read_csv_table(sources)
+    logger.info("channel '%s' (%s mode): %d rows from %d source(s) in %.1f s", name, mode, len(table.frame),
+                len(sources), time.monotonic() - started)
     return table

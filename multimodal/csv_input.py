@@ -1,8 +1,13 @@
-"""Reading training CSV files (one or many, plain or .gz) into one table, with errors that name
-the file, the line and the column.
+"""Reading training CSV data (files or a Pipe-mode stream, plain or gzip) into one table, with errors
+that name the file, the line and the column.
 
 Every cell is read as text, so the library, not the CSV parser, decides what a value means:
 "" is missing, "007" stays a category, and a ``_num`` cell that is not a number is an error.
+One pass per source with Python's ``csv`` reader (RFC 4180 quoting, strict), so line numbers are the
+file's own even after quoted line breaks, and a record with more or fewer fields than the header is
+an error naming its line (never padded or cut silently). A line equal to the header is dropped
+wherever it appears (Pipe mode streams every S3 object's header into one FIFO); a different header
+in mid-stream is an error.
 """
 from __future__ import annotations
 
@@ -10,184 +15,245 @@ import csv
 import gzip
 import io
 import logging
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
 from multimodal.features import BadValueError, parse_numeric
+from multimodal.labels import label_values
 from multimodal.schema import ID_COLUMN, LABEL_COLUMN, column_role, find_duplicates
 
 logger = logging.getLogger(__name__)
 
-CSV_SUFFIXES = (".csv", ".csv.gz")
-_INTEGER = re.compile(r"^[+-]?\d+$")
+GZIP_MAGIC = b"\x1f\x8b"
+# What Spark, Glue, Athena and Hadoop put beside their data files: markers and checksums.
+MARKER_PREFIXES = (".", "_")
 csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True)
 class CsvSource:
-    """One CSV stream: a file, or a Pipe-mode FIFO (read once, so no second pass for line numbers)."""
+    """One CSV stream: a file, or a Pipe-mode FIFO. ``name`` is what messages call it (a file's path
+    below its channel directory). gzip is told by the first bytes, not by the name."""
 
     path: Path
-    gzip: bool = False
-    rereadable: bool = True
+    name: str = ""
+    is_stream: bool = False
 
     @property
-    def name(self) -> str:
-        return self.path.name
+    def label(self) -> str:
+        """The name used in messages."""
+        return self.name or self.path.name
 
     @classmethod
-    def file(cls, path: Path) -> "CsvSource":
-        """A regular file; gzip when its name ends in .gz."""
-        path = Path(path)
-        return cls(path, gzip=path.name.lower().endswith(".gz"))
+    def file(cls, path: Path, name: str = "") -> "CsvSource":
+        """A regular file."""
+        return cls(Path(path), name)
+
+
+@dataclass
+class SourceTable:
+    """The data rows one source gave: cells by column, the header lines dropped, each record's line."""
+
+    source: CsvSource
+    header: list[str]
+    columns: dict[str, list[str]]
+    lines: np.ndarray
+    repeated_headers: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.lines)
 
 
 @dataclass(frozen=True)
 class SourceRows:
-    """The rows one source contributed to the table: positions ``start`` to ``start + count - 1``."""
+    """The rows one source contributed to the table: positions ``start`` to ``start + len(lines) - 1``."""
 
     source: CsvSource
     start: int
-    count: int
+    lines: np.ndarray
+
+
+def list_data_files(directory: Path) -> list[Path]:
+    """Every data file under ``directory``, recursively, sorted by path (S3 key order): any name, since File
+    mode keeps the producers' names (``part-00000``, no extension); hidden files and folders, Hadoop and
+    Spark markers (``_SUCCESS``, ``_committed_*``; names starting with "." or "_") and empty files skipped."""
+    found = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).parts
+        if any(part.startswith(MARKER_PREFIXES) for part in relative):
+            continue
+        if path.is_file() and path.stat().st_size > 0:
+            found.append(path)
+    return found
 
 
 def _open_text(source: CsvSource):
-    raw = gzip.open(source.path, "rb") if source.gzip else open(source.path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    raw = open(source.path, "rb")
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        buffered = gzip.GzipFile(fileobj=buffered, mode="rb")
+    return io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
 
 
-def list_csv_files(directory: Path) -> list[Path]:
-    """The CSV files (.csv, .csv.gz) directly in ``directory``, sorted by name; hidden files skipped."""
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(CSV_SUFFIXES))
+def _is_header_like(cells: list[str]) -> bool:
+    """A row naming columns rather than holding values: ``label`` and at least one feature-suffix name."""
+    stripped = [c.strip() for c in cells]
+    return LABEL_COLUMN in stripped and any(column_role(c) for c in stripped)
 
 
-def line_of_record(source: CsvSource, record: int) -> int:
-    """The 1-based line on which data record ``record`` (0-based, header excluded) starts."""
-    with _open_text(source) as handle:
-        reader = csv.reader(handle)
-        previous_end = 0
-        for number, _ in enumerate(reader):
-            if number == record + 1:
-                return previous_end + 1
-            previous_end = reader.line_num
-    return previous_end + 1
-
-
-def _read_source(source: CsvSource) -> tuple[list[str], pd.DataFrame]:
-    """Header and rows of one source, read in a single pass (FIFOs cannot be opened twice)."""
-    name = source.name
+def _read_source(source: CsvSource) -> SourceTable:
+    """Header and data rows of one source, read in a single pass (FIFOs cannot be opened twice)."""
+    name = source.label
+    reader = None
     try:
-        with _open_text(source) as handle, warnings.catch_warnings():
-            header = next(csv.reader(handle), None)
-            if not header or all(not cell.strip() for cell in header):
+        with _open_text(source) as handle:
+            reader = csv.reader(handle, strict=True)
+            header = None
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    header = [cell.strip() for cell in row]
+                    break
+            if header is None:
                 raise UserError(f"{name}: the file is empty; a training CSV starts with a header line.")
-            header = [cell.strip() for cell in header]
             duplicates = find_duplicates(header)
             if duplicates:
                 raise UserError(f"{name}: duplicate column names {duplicates} in the header.")
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            try:
-                frame = pd.read_csv(handle, header=None, names=header, dtype=str, keep_default_na=False,
-                                    na_filter=False, index_col=False, engine="c")
-            except pd.errors.EmptyDataError:
-                frame = pd.DataFrame({column: pd.Series(dtype=str) for column in header})
-    except pd.errors.ParserWarning:
-        raise UserError(f"{name}: malformed CSV: line 2 has more fields than the header "
-                        f"({len(header)} columns).") from None
+            width = len(header)
+            cells: list[list[str]] = [[] for _ in header]
+            lines: list[int] = []
+            repeated = 0
+            start = reader.line_num + 1
+            for row in reader:
+                line, start = start, reader.line_num + 1
+                if len(row) != width:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue   # a blank line
+                    if _is_header_like(row):
+                        raise _different_header(name, line, row, header)
+                    raise UserError(
+                        f"{name} line {line}: {len(row)} field(s), but the header has {width} columns "
+                        f"({', '.join(header[:8])}{', ...' if width > 8 else ''}); fix the line (quote fields "
+                        "that contain commas or line breaks; in Pipe mode end every file with a line break)."
+                    )
+                if row[0].strip() == header[0] and [c.strip() for c in row] == header:
+                    repeated += 1   # another S3 object's header in a Pipe-mode stream, or concatenated files
+                    continue
+                if LABEL_COLUMN in row and _is_header_like(row):
+                    raise _different_header(name, line, row, header)
+                for column, cell in zip(cells, row):
+                    column.append(cell)
+                lines.append(line)
+    except csv.Error as error:
+        line = reader.line_num if reader is not None else 1
+        raise UserError(f"{name} line {line}: malformed CSV ({error}); quote fields with \" and double the "
+                        "quotes inside them.") from None
     except UnicodeDecodeError as error:
         raise UserError(f"{name}: not UTF-8 text near byte {error.start}; save the file as UTF-8.") from None
-    except pd.errors.ParserError as error:
-        raise UserError(f"{name}: malformed CSV: {error} (check quoting and the number of fields).") from None
-    except csv.Error as error:
-        raise UserError(f"{name}: malformed CSV header: {error}.") from None
     except (OSError, EOFError) as error:
         raise UserError(f"{name}: cannot be read ({error}).") from None
-    return header, frame
+    return SourceTable(source, header, dict(zip(header, cells)), np.asarray(lines, dtype=np.int64), repeated)
 
 
-def _align(frame: pd.DataFrame, name: str, header: list[str], reference: list[str], reference_name: str):
-    if header == reference:
-        return frame
-    if set(header) != set(reference):
-        extra, lacking = sorted(set(header) - set(reference)), sorted(set(reference) - set(header))
+def _different_header(name: str, line: int, row: list[str], header: list[str]) -> UserError:
+    return UserError(f"{name} line {line}: another header in mid-stream {row[:8]}, different from the first "
+                     f"header {header[:8]}; every file of a channel must have the same header.")
+
+
+def _align(part: SourceTable, reference: SourceTable) -> dict[str, list[str]]:
+    if part.header == reference.header:
+        return part.columns
+    if set(part.header) != set(reference.header):
+        extra = sorted(set(part.header) - set(reference.header))
+        lacking = sorted(set(reference.header) - set(part.header))
         raise UserError(
-            f"{name} has different columns than {reference_name}: extra {extra}, missing {lacking}; "
-            "every file of a channel must have the same header."
+            f"{part.source.label} has different columns than {reference.source.label}: extra {extra}, missing "
+            f"{lacking}; every file of a channel must have the same header."
         )
-    logger.warning("%s lists the same columns as %s in another order; aligning by name", name, reference_name)
-    return frame[reference]
+    logger.warning("%s lists the same columns as %s in another order; aligning by name", part.source.label,
+                   reference.source.label)
+    return {column: part.columns[column] for column in reference.header}
 
 
-def label_values(labels: pd.Series) -> pd.Series:
-    """Label cells as values: integers when every non-empty cell is an integer, else text; "" is missing."""
-    text = labels.str.strip()
-    present = text != ""
-    if present.any() and text[present].str.match(_INTEGER).all():
-        return pd.Series([int(v) if v else None for v in text], index=labels.index, dtype=object, name=labels.name)
-    return text.where(present, None).rename(labels.name)
+@dataclass
+class CsvTable:
+    """A table read from one or many sources, and where each of its rows came from."""
+
+    frame: pd.DataFrame
+    parts: list[SourceRows]
+
+    def locate(self, position: int) -> str:
+        """'file line N' for a row position of the table."""
+        for part in self.parts:
+            if part.start <= position < part.start + len(part.lines):
+                return f"{part.source.label} line {int(part.lines[position - part.start])}"
+        return f"row {position + 1}"
 
 
-def read_training_csv(paths: Iterable[Path | CsvSource]) -> pd.DataFrame:
-    """Read one or many training CSV sources (same header each) into one table with a fresh index.
+def read_csv_table(paths: Iterable[Path | CsvSource]) -> CsvTable:
+    """Read one or many training CSV sources (same header each) into one table of text cells with a fresh
+    index, logging how many rows each source gave.
 
-    Raises ``UserError`` naming the file (and line and column where one cell is at fault) for
-    empty files, duplicate or differing headers, malformed CSV, non-UTF-8 bytes and non-numeric
-    ``_num`` cells.
+    Raises ``UserError`` naming the file (and line and column where one cell is at fault) for empty files,
+    duplicate or differing headers, malformed CSV, records with the wrong number of fields, non-UTF-8 bytes
+    and non-numeric ``_num`` cells.
     """
     sources = [p if isinstance(p, CsvSource) else CsvSource.file(p) for p in paths]
     if not sources:
-        raise UserError("no training CSV files (.csv or .csv.gz) were found.")
-    frames, rows = [], []
-    reference: list[str] | None = None
-    reference_name = ""
+        raise UserError("no training CSV files were found.")
+    parts: list[SourceRows] = []
+    columns: dict[str, list[str]] | None = None
+    reference: SourceTable | None = None
     start = 0
-    for source in sources:
-        header, frame = _read_source(source)
+    for index, source in enumerate(sources):
+        part = _read_source(source)
         if reference is None:
-            reference, reference_name = header, source.name
-        frame = _align(frame, source.name, header, reference, reference_name)
-        if len(frame) == 0:
-            logger.warning("%s has a header but no data rows", source.name)
-        frames.append(frame)
-        rows.append(SourceRows(source, start, len(frame)))
-        start += len(frame)
-    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    if len(table) == 0:
-        raise UserError(f"{', '.join(s.name for s in sources)}: header only, no data rows.")
-    check_numeric_cells(table, rows)
-    if LABEL_COLUMN in table.columns:
-        table[LABEL_COLUMN] = label_values(table[LABEL_COLUMN])
-    logger.info("read %d rows x %d columns from %d file(s)", len(table), table.shape[1], len(sources))
+            reference, columns = part, {c: [] for c in part.header}
+        aligned = _align(part, reference)
+        for column, cells in aligned.items():
+            columns[column].extend(cells)
+        del aligned
+        parts.append(SourceRows(source, start, part.lines))
+        start += part.rows
+        note = f", {part.repeated_headers} repeated header line(s) dropped" if part.repeated_headers else ""
+        if part.rows == 0:
+            logger.warning("%s has a header but no data rows%s", source.label, note)
+        elif index < 20 or index == len(sources) - 1:
+            logger.info("read %s: %d rows%s", source.label, part.rows, note)
+        elif index == 20:
+            logger.info("... (%d more files; the last one is listed)", len(sources) - 21)
+    frame = pd.DataFrame({c: pd.Series(cells, dtype=object) for c, cells in columns.items()})
+    if len(frame) == 0:
+        raise UserError(f"{', '.join(s.label for s in sources[:5])}: header only, no data rows.")
+    table = CsvTable(frame, parts)
+    check_numeric_cells(table)
+    logger.info("read %d rows x %d columns from %d file(s)", len(frame), frame.shape[1], len(sources))
     return table
 
 
-def locate(rows: list[SourceRows], position: int) -> str:
-    """'file line N' (or 'stream record N' for a FIFO) for a row position of the combined table."""
-    for part in rows:
-        if part.start <= position < part.start + part.count:
-            record = position - part.start
-            if part.source.rereadable:
-                return f"{part.source.name} line {line_of_record(part.source, record)}"
-            return f"{part.source.name} record {record + 1}"
-    return f"row {position + 1}"
+def read_training_csv(paths: Iterable[Path | CsvSource]) -> pd.DataFrame:
+    """``read_csv_table``'s frame, with the label column typed by ``multimodal.labels.label_values``."""
+    frame = read_csv_table(paths).frame
+    if LABEL_COLUMN in frame.columns:
+        frame[LABEL_COLUMN] = label_values(frame[LABEL_COLUMN])
+    return frame
 
 
-def check_numeric_cells(table: pd.DataFrame, rows: list[SourceRows]) -> None:
+def check_numeric_cells(table: CsvTable) -> None:
     """Fail on the first ``_num`` cell that is not a number, naming its file, line and column."""
-    for column in table.columns:
+    frame = table.frame
+    for column in frame.columns:
         if column_role(column) != "num":
             continue
         try:
-            parse_numeric(table, column)
+            parse_numeric(frame, column)
         except BadValueError as error:
-            where = locate(rows, error.position)
-            if ID_COLUMN in table.columns:
-                where += f" (ID={table[ID_COLUMN].iloc[error.position]!r})"
+            where = table.locate(error.position)
+            if ID_COLUMN in frame.columns:
+                where += f" (ID={frame[ID_COLUMN].iloc[error.position]!r})"
             raise UserError(f"{where}, column '{column}': {str(error.value)[:60]!r} {error.problem}") from None

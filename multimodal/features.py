@@ -72,14 +72,40 @@ def clean_text(value) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+_LEADING_ZERO = re.compile(r"^[+-]?0\d")   # "007", "01234": identifiers, kept as written
+
+
+def _number_category(number: float) -> str:
+    if not np.isfinite(number):
+        return repr(number)
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return repr(number)
+
+
 def category_text(value) -> str:
-    """One categorical cell as text, so 12, 12.0 and "12" are the same category."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    """One categorical cell as text, by one rule for CSV text, JSON numbers and Python values: a number is
+    written the shortest way, so the CSV text "12.0", "12" and "+12", the JSON numbers 12.0 and 12 are one
+    category, as are "12.50" and 12.5; numbers with leading zeros ("007") are identifiers and stay as written;
+    missing (None, NaN, blank) is ``MISSING_CATEGORY``."""
+    if value is None:
         return MISSING_CATEGORY
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
         return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return MISSING_CATEGORY if np.isnan(value) else _number_category(float(value))
     text = str(value).strip()
-    return text if text else MISSING_CATEGORY
+    if not text:
+        return MISSING_CATEGORY
+    if _PLAIN_NUMBER.match(text) and not _LEADING_ZERO.match(text):
+        if _INTEGER_TEXT.match(text):
+            return str(int(text))
+        return _number_category(float(text))
+    return text
 
 
 def parse_numeric(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:

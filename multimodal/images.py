@@ -33,7 +33,13 @@ IMAGE_SIZE = 224
 RESIZE_SIZE = 256
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-MAX_IMAGE_PIXELS = 40_000_000  # refuse larger images before decoding them (decompression bombs)
+# Every allocation an image can cause is bounded before it is made: the decoded size (pixels, and each side),
+# then a fixed 224x224 output whatever the aspect ratio (see crop_224). Larger images are refused, as missing.
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_SIDE = 65_535  # JPEG's own limit; a PNG or TIFF header may declare up to 2**31
+# The formats Pillow is allowed to try: the common photo and bitmap formats. Exotic plugins (PSD layers, FITS,
+# SPIDER ...) are not offered an untrusted byte string.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "MPO", "PPM", "TGA", "ICO", "AVIF")
 RANDOM_WEIGHTS_SEED = 0
 IMAGENET_WEIGHTS_NAME = "IMAGENET1K_V2"
 WEIGHTS_ENV = "MULTIMODAL_IMAGE_WEIGHTS"
@@ -76,43 +82,60 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _allowed_formats() -> list[str]:
+    Image.init()
+    return [name for name in IMAGE_FORMATS if name in Image.OPEN]
+
+
 def decode_image(cell: str) -> Image.Image:
-    """Decode one base64 cell (JPEG, PNG or any format Pillow reads) to an RGB image."""
+    """Decode one base64 cell (JPEG, PNG, GIF, BMP, TIFF, WebP and the other ``IMAGE_FORMATS``; the first frame
+    of an animation) to an RGB image; every failure is an ``ImageDecodeError`` saying why."""
     data = decode_base64(cell)
     if not data:
         raise ImageDecodeError("empty after base64 decoding")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=_allowed_formats())
             width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageDecodeError(f"image of {width}x{height} pixels is larger than {MAX_IMAGE_PIXELS} pixels")
+            if width < 1 or height < 1:
+                raise ImageDecodeError(f"image of {width}x{height} pixels has no pixels")
+            if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
+                raise ImageDecodeError(f"image of {width}x{height} pixels is larger than {MAX_IMAGE_PIXELS} pixels "
+                                       f"or {MAX_IMAGE_SIDE} pixels a side")
             if image.format == "JPEG" and min(width, height) >= 2 * RESIZE_SIZE:
                 # libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below the 256 px the resize needs: large
                 # photos decode several times faster, to nearly the same pixels after the resize.
                 scale = min(width, height) / RESIZE_SIZE
                 image.draft(image.mode, (math.ceil(width / scale), math.ceil(height / scale)))
             image.load()
+            return _to_rgb(image)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"not a readable image (the {len(data)} decoded bytes are no known image format)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as error:
-        raise ImageDecodeError(f"not a readable image ({type(error).__name__}: {error})") from None
-    return _to_rgb(image)
+        raise ImageDecodeError(f"not a readable image (the {len(data)} decoded bytes are none of the formats "
+                               f"{', '.join(IMAGE_FORMATS)})") from None
+    except MemoryError:
+        raise ImageDecodeError("not enough memory to decode this image") from None
+    except Exception as error:  # noqa: BLE001 - a broken file can raise anything inside a Pillow plugin
+        raise ImageDecodeError(f"not a readable image ({type(error).__name__}: {str(error)[:200]})") from None
 
 
 def crop_224(image: Image.Image) -> np.ndarray:
-    """ImageNet geometry: shorter side to 256 (bilinear), centre crop 224; HWC uint8 RGB."""
+    """ImageNet geometry: shorter side to 256 (bilinear), centre crop 224; HWC uint8 RGB.
+
+    Only the 224x224 crop is computed: Pillow resamples the source box that maps onto it, so the output (and
+    the memory) is the same whatever the aspect ratio (a 1x100000 strip would otherwise resize to 256x25.6M).
+    """
     width, height = image.size
     scale = RESIZE_SIZE / min(width, height)
     size = (max(RESIZE_SIZE, round(width * scale)), max(RESIZE_SIZE, round(height * scale)))
-    image = image.resize(size, Image.BILINEAR, reducing_gap=None)
     left = (size[0] - IMAGE_SIZE) // 2
     top = (size[1] - IMAGE_SIZE) // 2
-    return np.asarray(image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)), dtype=np.uint8)
+    x_scale, y_scale = width / size[0], height / size[1]
+    box = (left * x_scale, top * y_scale, (left + IMAGE_SIZE) * x_scale, (top + IMAGE_SIZE) * y_scale)
+    return np.asarray(image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR, box=box, reducing_gap=None),
+                      dtype=np.uint8)
 
 
 def preprocess(image: Image.Image) -> np.ndarray:
@@ -264,6 +287,8 @@ def _prepare(cell: str) -> np.ndarray | ImageDecodeError:
         return crop_224(decode_image(cell))
     except ImageDecodeError as error:
         return error
+    except Exception as error:  # noqa: BLE001 - whatever a broken image does, it is one missing image
+        return ImageDecodeError(f"not a readable image ({type(error).__name__}: {str(error)[:200]})")
 
 
 def inference_network(model, device, dtype, compiled: bool = True):

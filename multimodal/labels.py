@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,33 @@ from multimodal.features import describe_row
 logger = logging.getLogger(__name__)
 
 RARE_CLASS_ROWS = 10  # AutoGluon drops the rows of rarer classes from a multiclass fit (label_count_threshold)
+# An integer spelled the one way Python writes it back: "007", "+7", "-0" and "7.0" are not, so they stay text
+# and come back spelled as in training.
+_CANONICAL_INTEGER = re.compile(r"^(0|-?[1-9][0-9]*)$")
+
+
+def integer_labels(columns: Iterable[pd.Series]) -> bool:
+    """True when every non-empty label cell of every column (text, as read from CSV) is an integer spelled as
+    Python writes it: then the labels are integers, else text. One rule over all channels of a job."""
+    found = False
+    for labels in columns:
+        text = labels.astype(str).str.strip()
+        present = text[text != ""]
+        if len(present) and not present.str.match(_CANONICAL_INTEGER).all():
+            return False
+        found = found or len(present) > 0
+    return found
+
+
+def label_values(labels: pd.Series, as_integers: bool | None = None) -> pd.Series:
+    """Label cells (text) as values: integers when ``as_integers`` (default: ``integer_labels([labels])``),
+    else the stripped text; an empty cell is missing (None)."""
+    text = labels.astype(str).str.strip()
+    if as_integers is None:
+        as_integers = integer_labels([labels])
+    if as_integers:
+        return pd.Series([int(v) if v else None for v in text], index=labels.index, dtype=object, name=labels.name)
+    return text.where(text != "", None).astype(object).rename(labels.name)
 
 
 def to_json_value(value):
@@ -23,6 +52,13 @@ def to_json_value(value):
 
 
 def _sort_key(value):
+    return (type(value).__name__, value)
+
+
+def label_key(value):
+    """A dictionary key that keeps label types apart: ``True`` and ``1``, ``1`` and ``1.0`` are different
+    classes (Python alone would treat each pair as one key)."""
+    value = to_json_value(value)
     return (type(value).__name__, value)
 
 
@@ -40,7 +76,10 @@ class LabelMap:
     @classmethod
     def fit(cls, labels: pd.Series) -> "LabelMap":
         """Learn the classes of a label column that has no missing values; at least two are required."""
-        values = [to_json_value(v) for v in pd.unique(labels)]
+        distinct = {}
+        for value in labels:
+            distinct.setdefault(label_key(value), to_json_value(value))
+        values = list(distinct.values())
         if len(values) < 2:
             raise UserError(
                 f"the '{labels.name}' column has {len(values)} distinct value(s) {values[:5]}; "
@@ -54,11 +93,12 @@ class LabelMap:
 
     def encode(self, labels: pd.Series) -> np.ndarray:
         """Map original label values to integers 0..n-1."""
-        index = {value: i for i, value in enumerate(self.classes)}
+        index = {label_key(value): i for i, value in enumerate(self.classes)}
         try:
-            return np.fromiter((index[to_json_value(v)] for v in labels), dtype=np.int64, count=len(labels))
+            return np.fromiter((index[label_key(v)] for v in labels), dtype=np.int64, count=len(labels))
         except KeyError as error:
-            raise UserError(f"unknown label value {error.args[0]!r}; known classes: {list(self.classes)}") from None
+            raise UserError(f"unknown label value {error.args[0][1]!r}; known classes: {list(self.classes)}") from None
+
 
     def decode(self, codes: np.ndarray, index=None) -> pd.Series:
         """Map integers 0..n-1 back to the original label values, keeping their type."""
@@ -69,6 +109,19 @@ class LabelMap:
     def to_list(self) -> list:
         """The classes as a JSON list."""
         return list(self.classes)
+
+
+def unseen_labels(known: Iterable, labels: Iterable) -> list:
+    """The distinct values of ``labels`` that are not among ``known`` (types kept apart; missing values aside)."""
+    keys = {label_key(value) for value in known}
+    found = {}
+    for value in labels:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            continue
+        key = label_key(value)
+        if key not in keys:
+            found.setdefault(key, to_json_value(value))
+    return list(found.values())
 
 
 def drop_missing_labels(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:

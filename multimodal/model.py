@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal import hyperparameters as hp
+from multimodal.budget import TimeBudget
 from multimodal.errors import NotFittedError, PlatformError, UserError
 from multimodal.features import ModalityFrames, describe_row, split_modalities
 from multimodal.labels import RARE_CLASS_ROWS, LabelMap, drop_missing_labels, sentinel_labels
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 _DEFAULTS = hp.defaults()
 _RUNTIME_PARAMS = ("image_weights", "image_precision")  # how to run, not what to learn: not hyperparameters
 MIN_FIT_SECONDS = 10.0
+# Kept from the members' shares: the fusion network, the blend, the reports and saving the model.
+FINISH_RESERVE_SECONDS = 60.0
+REPORT_RESERVE_SECONDS = 10.0
 FUSION_DIR = "wholistic"
 JOINT_TABULAR = "tabular"  # joint_model value: one more member, fitted on all non-image columns together
 JOINT_KIND = "joint"
@@ -166,21 +170,24 @@ class MultimodalClassifier:
             raise NotFittedError(f"{type(self).__name__}.{method}() needs a fitted model: call fit() or load() first.")
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame) -> "MultimodalClassifier":
+    def fit(self, data: pd.DataFrame, time_budget: TimeBudget | None = None) -> "MultimodalClassifier":
         """Fit on a DataFrame with a ``label`` column, feature columns by suffix and an optional ``ID``.
 
         ``data`` is not modified; fit lets go of it once the images are embedded, so a caller that keeps
         no reference of its own (``fit(read_table())``) frees the base64 strings before AutoGluon trains.
+        ``time_budget``: the budget to draw on when the caller has spent part of it already (the training
+        job starts it when the job starts); default: ``n_hours``/``n_mins``/``n_secs`` from now.
+        A member that cannot be trained is skipped with a warning; only when none is left does fit fail.
         Returns ``self``.
         """
         from multimodal import fusion
-        from multimodal.tabular import fit_modality
+        from multimodal.tabular import MemberNotTrained, fit_modality
 
         if not isinstance(data, pd.DataFrame):
             raise UserError(f"fit() takes a pandas DataFrame; got {type(data).__name__}.")
         params = hp.validate({k: v for k, v in self.get_params().items() if k not in _RUNTIME_PARAMS})
         started = time.monotonic()
-        deadline = started + hp.time_budget_seconds(params)
+        budget = time_budget or TimeBudget(hp.time_budget_seconds(params), started)
         schema = infer_schema(data.columns)
         data = drop_missing_labels(data, LABEL_COLUMN)
         label_map = LabelMap.fit(data[LABEL_COLUMN])
@@ -191,7 +198,7 @@ class MultimodalClassifier:
                     "time budget %.0f s", len(data), label_map.n_classes,
                     ", ".join(f"{c!r}: {n}" for c, n in zip(label_map.classes[:10], counts[:10])),
                     len(schema.text), len(schema.numeric), len(schema.categorical), len(schema.image),
-                    deadline - started)
+                    budget.remaining())
 
         rare = [f"{c!r} ({n})" for c, n in zip(label_map.classes, counts) if n < RARE_CLASS_ROWS]
         if rare:
@@ -217,30 +224,41 @@ class MultimodalClassifier:
             planned.append((name, kind, columns, features, labels))
         if not planned:
             raise UserError("no modality has enough non-missing values to train on.")
+        skipped = []
         for position, (name, kind, columns, features, labels) in enumerate(planned):
-            remaining = deadline - time.monotonic()
-            fusion_reserve = min(60.0, 0.1 * max(remaining, 0.0))
-            share = (remaining - fusion_reserve) / (len(planned) - position)
+            remaining = max(budget.remaining(), 0.0)
+            share = budget.share(len(planned) - position, reserve=min(FINISH_RESERVE_SECONDS, 0.15 * remaining))
             if share < MIN_FIT_SECONDS:
                 logger.warning("time budget nearly spent: giving modality '%s' %.0f s; raise n_mins/n_hours "
                                "for better models", name, MIN_FIT_SECONDS)
                 share = MIN_FIT_SECONDS
             relative = _modality_dir(kind, columns[0] if kind == "image" else None, taken)
-            model, proba = fit_modality(
-                name, features, labels, label_map.n_classes, Path(work_dir.name) / relative,
-                quality=params["quality"], eval_metric=params["eval_metric"], time_limit=share,
-                stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"],
-            )
+            try:
+                model, proba = fit_modality(
+                    name, features, labels, label_map.n_classes, Path(work_dir.name) / relative,
+                    quality=params["quality"], eval_metric=params["eval_metric"], time_limit=share,
+                    stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"],
+                )
+            except MemberNotTrained as error:
+                shown = columns[:8] + (["..."] if len(columns) > 8 else [])
+                logger.warning("member '%s' (columns %s) skipped: %s; training goes on with the other members",
+                               name, shown, error)
+                skipped.append(f"{name}: {error}")
+                continue
             models.append(model)
             train_probas.append(proba)
             entries.append(ModalityEntry(name=name, kind=kind, columns=list(columns), path=relative,
                                          layout=model.layout,
                                          projection=_projection_file(relative) if name in projections else None))
+        if not models:
+            raise UserError("no member could be trained: " + "; ".join(skipped) + ". Check the columns named "
+                            "(multimodal validate reports constant and empty columns) or raise the time budget.")
         fusion_inputs = np.concatenate(train_probas, axis=1)
         fusion_model, validation_rows = fusion.train_network(
             fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
             validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
-            learning_rate=params["learning_rate"], seed=params["seed"], time_limit=max(30.0, deadline - time.monotonic()),
+            learning_rate=params["learning_rate"], seed=params["seed"],
+            time_limit=max(30.0, budget.remaining() - REPORT_RESERVE_SECONDS),
         )
         self.schema_ = schema
         self.label_map_ = label_map
@@ -259,6 +277,7 @@ class MultimodalClassifier:
         self.training_report_ = self._training_report(entries, fusion_inputs, codes, validation_rows, params)
         self.training_summary_ = {
             "rows": int(rows),
+            "skipped_members": skipped,
             "class_counts": {str(c): int(n) for c, n in zip(label_map.classes, counts)},
             "seconds": round(time.monotonic() - started, 1),
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from multimodal.errors import AlgorithmError, UserError
+from multimodal.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ IN_SAMPLE = "in_sample"
 PERSIST_MEMORY_FRACTION = 0.4  # keep a predictor's models in memory when they take less than this of what is free
 # Model families that need a package this project does not install; dropped from the presets.
 _OPTIONAL_FAMILIES = {"FASTAI": "fastai"}
+# When no model of the preset finished within a member's share of the time budget: one quick LightGBM,
+# without a time limit, so that the member still counts (the warning says to raise the budget).
+FALLBACK_HYPERPARAMETERS = {"GBM": {"num_boost_round": 200}}
 # Families whose installed wheels train on a CUDA GPU (LightGBM's PyPI wheel has no CUDA; CatBoost's GPU
 # mode changes its defaults and results, so it stays on the CPU).
 GPU_FAMILIES = ("XGB", "NN_TORCH")
@@ -63,6 +67,16 @@ def visible_gpus() -> int:
         return int(ResourceManager.get_gpu_count_torch(cuda_only=True))
     except Exception:  # noqa: BLE001 - no CUDA runtime or driver means no GPU
         return 0
+
+
+class MemberNotTrained(UserError):
+    """A member that cannot be trained (no usable feature, or AutoGluon failed on it); the message says why,
+    in the user's terms. The classifier skips the member and goes on with the others."""
+
+
+def constant_columns(features: pd.DataFrame) -> list[str]:
+    """The columns with a single value in every row (constant, or missing everywhere after imputation)."""
+    return [c for c in features.columns if features[c].nunique(dropna=False) <= 1]
 
 
 @dataclass
@@ -125,12 +139,19 @@ def fit_modality(
     num_folds: int,
     seed: int,
 ) -> tuple[ModalityModel, np.ndarray]:
-    """Fit one modality's predictor; return it and the training rows' probabilities (see module doc)."""
-    from autogluon.tabular import TabularPredictor
+    """Fit one modality's predictor; return it and the training rows' probabilities (see module doc).
 
+    Raises ``MemberNotTrained`` when the member cannot be trained: every column constant or missing, no
+    feature left after AutoGluon's feature generation, or AutoGluon failing. When no model of the preset
+    finishes within ``time_limit``, one quick LightGBM is fitted without a limit instead.
+    """
     present = sorted(int(v) for v in np.unique(labels))
     if len(present) < 2:
-        raise UserError(f"modality '{name}' has a single label value; it cannot be trained.")
+        raise MemberNotTrained("its rows have a single label value")
+    constant = constant_columns(features)
+    if len(constant) == features.shape[1]:
+        shown = constant[:5] + (["..."] if len(constant) > 5 else [])
+        raise MemberNotTrained(f"every column has the same value in every row (constant or missing): {shown}")
     layout = list(range(n_classes)) + ([n_classes] if n_classes in present else [])
     if not features.index.equals(pd.RangeIndex(len(features))):
         features = features.reset_index(drop=True)
@@ -138,30 +159,26 @@ def fit_modality(
     data = pd.concat([features, pd.Series(labels, name=LABEL)], axis=1, copy=False)
     problem_type = "binary" if len(present) == 2 else "multiclass"
     started = time.monotonic()
-    predictor = TabularPredictor(
-        label=LABEL, problem_type=problem_type, eval_metric=eval_metric, path=str(path), verbosity=0,
-    )
     num_gpus = visible_gpus()
-    fit_kwargs = dict(
-        hyperparameters=hyperparameter_preset(quality, num_gpus),
-        time_limit=max(1.0, time_limit),
-        ag_args_fit={"random_seed": seed},
-        num_gpus=num_gpus,
-    )
+    fit_kwargs = dict(ag_args_fit={"random_seed": seed}, num_gpus=num_gpus, raise_on_no_models_fitted=False)
     if stacking == OUT_OF_FOLD:
         fit_kwargs.update(
             num_bag_folds=num_folds, num_bag_sets=1, num_stack_levels=0,
             ag_args_ensemble={"fold_fitting_strategy": "sequential_local"},
         )
-    try:
-        predictor.fit(data, **fit_kwargs)
-    except (ValueError, AssertionError) as error:
-        raise AlgorithmError(f"AutoGluon could not fit the '{name}' modality.", caused_by=error) from error
+    predictor = _fit_predictor(data, path, problem_type, eval_metric, hyperparameter_preset(quality, num_gpus),
+                               max(1.0, time_limit), fit_kwargs)
     if not predictor.model_names():
-        raise UserError(
-            f"AutoGluon trained no model for modality '{name}' within {time_limit:.0f} s; raise the time budget "
-            "(n_hours, n_mins, n_secs) or use a smaller quality."
-        )
+        if not predictor.features():
+            raise MemberNotTrained("AutoGluon's feature generation left no usable feature (constant, missing or "
+                                   "unusable values)")
+        logger.warning("modality '%s': no model of quality %r finished within its %.0f s share of the time budget; "
+                       "fitting one quick LightGBM without a limit instead: raise n_mins/n_hours for better models",
+                       name, quality, time_limit)
+        shutil.rmtree(path, ignore_errors=True)
+        predictor = _fit_predictor(data, path, problem_type, eval_metric, FALLBACK_HYPERPARAMETERS, None, fit_kwargs)
+        if not predictor.model_names():
+            raise MemberNotTrained("AutoGluon trained no model, even without a time limit")
     model = ModalityModel(name=name, path=path, layout=layout, predictor=predictor)
     del data
     if stacking == OUT_OF_FOLD:
@@ -180,6 +197,20 @@ def fit_modality(
         eval_metric, score, len(layout), "with sentinel" if len(layout) > n_classes else "no sentinel",
     )
     return model, train_proba
+
+
+def _fit_predictor(data, path: Path, problem_type: str, eval_metric: str, hyperparameters: dict,
+                   time_limit: float | None, fit_kwargs: dict):
+    from autogluon.tabular import TabularPredictor
+
+    predictor = TabularPredictor(label=LABEL, problem_type=problem_type, eval_metric=eval_metric, path=str(path),
+                                 verbosity=0)
+    try:
+        predictor.fit(data, hyperparameters=hyperparameters, time_limit=time_limit, **fit_kwargs)
+    except Exception as error:  # noqa: BLE001 - whatever AutoGluon fails of, this member is lost, not the job
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise MemberNotTrained(f"AutoGluon failed on it ({type(error).__name__}: {reason})") from error
+    return predictor
 
 
 def _out_of_fold(predictor, features: pd.DataFrame, layout: list[int]) -> np.ndarray:

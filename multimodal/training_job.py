@@ -17,6 +17,7 @@ import pandas as pd
 
 from multimodal import hyperparameters as hp
 from multimodal.channels import channels_on_disk, read_channel, validate_input_data_config
+from multimodal.budget import TimeBudget
 from multimodal.errors import PlatformError, UserError
 from multimodal.metrics import classification_metrics, metric_lines
 from multimodal.model_config import FILE_NAME as MODEL_CONFIG_FILE
@@ -128,39 +129,85 @@ def write_confusion_matrix(path: Path, codes: np.ndarray, proba: np.ndarray, cla
     plt.close(figure)
 
 
-def run_training(paths: SageMakerPaths) -> None:
-    """Run one training job against the /opt/ml layout of ``paths``."""
-    from multimodal.images import resolve_weights_setting
-    from multimodal.model import MultimodalClassifier
+def host_count(paths: SageMakerPaths) -> int:
+    """How many instances the job runs on (``resourceconfig.json``; 1 when absent)."""
+    config = read_json(paths.resource_config_file, {}) or {}
+    return max(1, len(config.get("hosts") or []))
 
-    started = time.monotonic()
-    if not is_leader(paths):
-        return
-    params = read_hyperparameters(paths)
-    logger.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
-    config = read_json(paths.input_data_config_file, None)
-    if config is None:
-        config = channels_on_disk(paths)
-        logger.info("no inputdataconfig.json: using the channel directories present (%s)", sorted(config))
-    channels = validate_input_data_config(config)
-    train = read_channel(paths, "train", channels["train"])
+
+def read_channels(paths: SageMakerPaths, channels: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The training and validation tables, checked against each other before any fit: the same columns, the
+    labels typed by one rule over both channels, no validation class that training lacks."""
+    from multimodal.labels import integer_labels, label_values, unseen_labels
+
+    train = read_channel(paths, "train", channels["train"]).frame
     infer_schema(train.columns, source="channel 'train'", warn=False)   # fail fast; fit() warns once
     validation = None
     if "validation" in channels:
-        validation = read_channel(paths, "validation", channels["validation"])
+        validation = read_channel(paths, "validation", channels["validation"]).frame
         if set(validation.columns) != set(train.columns):
             raise UserError(
                 f"channel 'validation' has other columns than channel 'train': extra "
                 f"{sorted(set(validation.columns) - set(train.columns))}, missing "
                 f"{sorted(set(train.columns) - set(validation.columns))}; use the training header."
             )
+    tables = [t for t in (train, validation) if t is not None]
+    as_integers = integer_labels(t[LABEL_COLUMN] for t in tables)
+    for table in tables:
+        table[LABEL_COLUMN] = label_values(table[LABEL_COLUMN], as_integers)
+    if validation is not None:
+        unseen = unseen_labels(train[LABEL_COLUMN].dropna(), validation[LABEL_COLUMN])
+        if unseen:
+            raise UserError(f"channel 'validation' has label value(s) {unseen[:10]} that channel 'train' never has; "
+                            "the model can only predict classes it was trained on: drop those rows or add "
+                            "training rows of these classes.")
+    return train, validation
+
+
+def run_training(paths: SageMakerPaths) -> None:
+    """Run one training job against the /opt/ml layout of ``paths``.
+
+    The time budget counts from here. The model is saved before the reports are computed: a failure while
+    reporting is logged and never throws the finished model away.
+    """
+    from multimodal.images import resolve_weights_setting
+    from multimodal.model import MultimodalClassifier
+
+    started = time.monotonic()
+    params = read_hyperparameters(paths)
+    config = read_json(paths.input_data_config_file, None)
+    if config is None:
+        config = channels_on_disk(paths)
+        logger.info("no inputdataconfig.json: using the channel directories present (%s)", sorted(config))
+    channels = validate_input_data_config(config, hosts=host_count(paths))
+    if not is_leader(paths):
+        return
+    logger.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
+    budget = TimeBudget(hp.time_budget_seconds(params), started)
+    train, validation = read_channels(paths, channels)
 
     # The table is handed over (no reference kept here), so fit can free the base64 images once embedded.
     tables = {"train": train}
     del train
-    model = MultimodalClassifier(**params, image_weights=resolve_weights_setting(None)).fit(tables.pop("train"))
+    model = MultimodalClassifier(**params, image_weights=resolve_weights_setting(None))
+    model.fit(tables.pop("train"), time_budget=budget)
 
-    report = {"stacking": params["stacking"], "train": model.training_report_}
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    clear_directory(paths.model_dir)
+    model.save(paths.model_dir)
+    try:
+        write_reports(paths, model, validation, params)
+    except Exception as error:  # noqa: BLE001 - the model is saved; a report failure must not lose it
+        logger.error("the model is saved, but the training report failed (%s: %s); metrics.json may be "
+                     "incomplete", type(error).__name__, error, exc_info=True)
+    logger.info("training job done in %.1f s (budget %.0f s): model in %s, reports in %s", time.monotonic() - started,
+                budget.seconds, paths.model_dir, paths.output_data_dir)
+
+
+def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None, params: dict) -> None:
+    """metrics.json, the leaderboards and the confusion matrix in ``output/data``; the metric lines on stdout."""
+    report = {"stacking": params["stacking"], "train": model.training_report_,
+              "skipped_members": model.training_summary_.get("skipped_members", [])}
     lines = []
     for name, metrics in model.training_report_["modalities"].items():
         lines += metric_lines(f"train:{name}", metrics)
@@ -191,12 +238,6 @@ def run_training(paths: SageMakerPaths) -> None:
         write_confusion_matrix(paths.output_data_dir / "confusion_matrix.png", codes, proba, model.classes_, title)
     for line in lines:
         print(line, flush=True)
-
-    paths.model_dir.mkdir(parents=True, exist_ok=True)
-    clear_directory(paths.model_dir)
-    model.save(paths.model_dir)
-    logger.info("training job done in %.1f s: model in %s, reports in %s", time.monotonic() - started,
-                paths.model_dir, paths.output_data_dir)
 
 
 def write_failure(paths: SageMakerPaths, error: BaseException, details: str) -> None:

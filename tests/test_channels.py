@@ -20,17 +20,23 @@ def test_file_modes_read_every_csv_and_gz_file(tmp_path, mode):
     with gzip.open(directory / "b.csv.gz", "wt") as handle:
         handle.write(CSV)
     (directory / ".hidden.csv").write_text("junk")
-    table = read_channel(paths, "train", {"TrainingInputMode": mode})
-    assert table["ID"].tolist() == ["1", "2", "1", "2"]
+    (directory / "_SUCCESS").write_text("")
+    (directory / "part").mkdir()
+    (directory / "part" / "part-00000").write_text(CSV)
+    table = read_channel(paths, "train", {"TrainingInputMode": mode}).frame
+    assert table["ID"].tolist() == ["1", "2", "1", "2", "1", "2"]
 
 
 @pytest.mark.parametrize("compressed", [False, True])
-def test_pipe_mode_reads_the_fifo_once(tmp_path, compressed):
+def test_pipe_mode_reads_the_fifo_once_and_drops_every_object_header(tmp_path, compressed):
+    """Pipe mode streams S3 objects one after another: each one's header arrives as a line of the stream
+    (gzip objects as one multi-member gzip stream)."""
     paths = SageMakerPaths(tmp_path)
     pipe = paths.channel_pipe("train")
     pipe.parent.mkdir(parents=True)
     os.mkfifo(pipe)
-    payload = gzip.compress(CSV.encode()) if compressed else CSV.encode()
+    objects = [CSV.encode(), b"ID,x_num,label\n3,3,b\n"]
+    payload = b"".join(gzip.compress(o) for o in objects) if compressed else b"".join(objects)
 
     def feed():
         with open(pipe, "wb") as handle:
@@ -38,16 +44,16 @@ def test_pipe_mode_reads_the_fifo_once(tmp_path, compressed):
 
     threading.Thread(target=feed, daemon=True).start()
     settings = {"TrainingInputMode": "Pipe", "CompressionType": "Gzip" if compressed else "None"}
-    assert read_channel(paths, "train", settings)["label"].tolist() == ["a", "b"]
+    assert read_channel(paths, "train", settings).frame["label"].tolist() == ["a", "b", "b"]
 
 
-def test_pipe_errors_name_the_record_not_a_line(tmp_path):
+def test_pipe_errors_name_the_line_of_the_stream(tmp_path):
     paths = SageMakerPaths(tmp_path)
     pipe = paths.channel_pipe("train")
     pipe.parent.mkdir(parents=True)
     os.mkfifo(pipe)
-    threading.Thread(target=lambda: pipe.write_text("x_num,label\n1,a\nbad,b\n"), daemon=True).start()
-    with pytest.raises(UserError, match=r"train_0 record 2, column 'x_num': 'bad' is not a number"):
+    threading.Thread(target=lambda: pipe.write_text("x_num,label\n1,a\nx_num,label\nbad,b\n"), daemon=True).start()
+    with pytest.raises(UserError, match=r"Pipe mode stream\) line 4, column 'x_num': 'bad' is not a number"):
         read_channel(paths, "train", {"TrainingInputMode": "Pipe"})
 
 
@@ -57,15 +63,20 @@ def test_pipe_errors_name_the_record_not_a_line(tmp_path):
     ({"train": {"TrainingInputMode": "Stream"}}, "input mode 'Stream' is not supported"),
     ({"train": {"ContentType": "application/x-parquet"}}, "content type 'application/x-parquet' is not supported"),
     ({"train": {"CompressionType": "Zip"}}, "compression 'Zip' is not supported"),
+    ({"train": {"TrainingInputMode": "Pipe", "RecordWrapperType": "RecordIO"}}, "RecordWrapperType 'RecordIO'"),
+    ({"train": {"TrainingInputMode": "Pipe", "S3DataType": "AugmentedManifestFile"}}, "AugmentedManifestFile"),
+    ({"train": {"TrainingInputMode": "Pipe", "AttributeNames": ["source-ref"]}}, "AugmentedManifestFile"),
+    ({"train": {"S3DistributionType": "ShardedByS3Key"}}, "ShardedByS3Key on 2 instances"),
 ])
 def test_input_data_config_is_checked(config, words):
     with pytest.raises(UserError) as error:
-        validate_input_data_config(config)
+        validate_input_data_config(config, hosts=2)
     assert words in str(error.value)
 
 
 def test_valid_config_passes_and_missing_directory_fails(tmp_path):
     assert validate_input_data_config({"train": {"ContentType": "text/csv"}, "validation": {}})
+    assert validate_input_data_config({"train": {"S3DistributionType": "ShardedByS3Key"}}, hosts=1)
     with pytest.raises(UserError, match="directory .* does not exist"):
         read_channel(SageMakerPaths(tmp_path), "train", {"TrainingInputMode": "File"})
 

@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 
-from multimodal.csv_input import CsvSource, line_of_record, list_csv_files, read_training_csv
+from multimodal.csv_input import list_data_files, read_csv_table, read_training_csv
 from multimodal.errors import UserError
 
 
@@ -17,8 +17,8 @@ def test_many_files_become_one_table_with_a_fresh_index(tmp_path):
     c = tmp_path / "c.csv.gz"
     with gzip.open(c, "wt") as handle:
         handle.write("ID,x_num,label\n4,,b\n")
-    assert list_csv_files(tmp_path) == [a, b, c]
-    table = read_training_csv(list_csv_files(tmp_path))
+    assert list_data_files(tmp_path) == [a, b, c]
+    table = read_training_csv(list_data_files(tmp_path))
     assert table.index.tolist() == [0, 1, 2, 3]
     assert table["ID"].tolist() == ["1", "2", "3", "4"]
     assert table["x_num"].tolist() == ["1.5", "2", "3", ""]
@@ -37,7 +37,6 @@ def test_bom_and_crlf_are_handled(tmp_path):
 
 def test_bad_number_names_file_line_and_column_even_after_multiline_text(tmp_path):
     path = write(tmp_path / "train.csv", 'ID,a_text,x_num,label\n1,"two\nlines",1,a\n2,ok,1;5,b\n')
-    assert line_of_record(CsvSource.file(path), 1) == 4
     with pytest.raises(UserError, match=r"train.csv line 4 \(ID='2'\), column 'x_num': '1;5' is not a number"):
         read_training_csv([path])
 
@@ -46,8 +45,11 @@ def test_bad_number_names_file_line_and_column_even_after_multiline_text(tmp_pat
     ("", "the file is empty"),
     ("ID,x_num,label\n", "header only, no data rows"),
     ("x_num,x_num,label\n1,2,a\n", "duplicate column names ['x_num']"),
-    ("x_num,label\n1,a,extra,fields\n", "malformed CSV"),
+    ("x_num,label\n1,a,extra,fields\n", "line 2: 4 field(s), but the header has 2 columns"),
     ("x_num,a_text,label\n1,\"open quote,a\n", "malformed CSV"),
+    ("x_num,a_text,label\n1,a,b\n2,short\n", "line 3: 2 field(s), but the header has 3 columns"),
+    ("x_num,a_text,label\n1,\"two\nlines\",b\n2,c,d\n3,extra,e,f\n", "line 5: 4 field(s)"),
+    ("x_num,a_text,label\n1,a,b\nlabel,x_num,a_text\n2,c,d\n", "line 3: another header in mid-stream"),
 ])
 def test_bad_files_fail_with_the_file_name(tmp_path, content, words):
     with pytest.raises(UserError) as error:
@@ -70,3 +72,47 @@ def test_files_with_different_columns_fail(tmp_path):
 def test_no_files_is_an_error():
     with pytest.raises(UserError, match="no training CSV files"):
         read_training_csv([])
+
+
+def test_short_rows_are_an_error_not_padded(tmp_path):
+    path = write(tmp_path / "t.csv", "ID,x_num,a_text,label\n1,1,a,x\n2,2\n")
+    with pytest.raises(UserError, match=r"t.csv line 3: 2 field\(s\), but the header has 4 columns"):
+        read_training_csv([path])
+
+
+def test_repeated_header_lines_are_dropped_and_blank_lines_skipped(tmp_path):
+    path = write(tmp_path / "t.csv", "x_num,label\n1,a\n\nx_num,label\n2,b\n x_num , label \n3,a\n\n")
+    table = read_csv_table([path])
+    assert table.frame["x_num"].tolist() == ["1", "2", "3"]
+    assert table.locate(2) == "t.csv line 7"
+
+
+def test_labels_are_text_until_one_rule_types_them(tmp_path):
+    table = read_csv_table([write(tmp_path / "t.csv", "x_num,label\n1,3\n2,\n3,10\n")]).frame
+    assert table["label"].tolist() == ["3", "", "10"]
+
+
+def test_data_files_any_name_recursively_markers_and_hidden_skipped(tmp_path):
+    (tmp_path / "year=2024" / "month=01").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "_temporary").mkdir()
+    a = write(tmp_path / "year=2024" / "month=01" / "part-00000", "x_num,label\n1,a\n")
+    b = tmp_path / "year=2024" / "part-00001"
+    b.write_bytes(gzip.compress(b"x_num,label\n2,b\n"))   # gzip without .gz: told by the magic bytes
+    write(tmp_path / "_SUCCESS", "")
+    write(tmp_path / "_committed_123", "{}")
+    write(tmp_path / ".part-00000.crc", "xx")
+    write(tmp_path / ".hidden" / "x.csv", "nope")
+    write(tmp_path / "_temporary" / "part-0", "nope")
+    write(tmp_path / "empty.csv", "")
+    assert list_data_files(tmp_path) == [a, b]   # S3 key order
+    table = read_training_csv(list_data_files(tmp_path))
+    assert table["x_num"].tolist() == ["1", "2"]
+
+
+def test_the_log_names_each_file_and_its_rows(tmp_path, caplog):
+    a = write(tmp_path / "a.csv", "x_num,label\n1,a\n2,b\n")
+    b = write(tmp_path / "b.csv", "x_num,label\n3,a\n")
+    with caplog.at_level("INFO"):
+        read_training_csv([a, b])
+    assert "read a.csv: 2 rows" in caplog.text and "read b.csv: 1 rows" in caplog.text
