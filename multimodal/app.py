@@ -13,8 +13,9 @@ import time
 from typing import Callable
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
-from multimodal.errors import MultimodalError
+from multimodal.errors import MultimodalError, UserError
 from multimodal.payloads import PayloadError, encode_results, parse_payload, response_format
 from multimodal.schema import ID_COLUMN
 from multimodal.server_settings import ServerSettings
@@ -116,15 +117,16 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
             parsed = parse_payload(body, request.headers.get("Content-Type"), model.schema_)
             with holder.predict_lock:
                 proba = model.predict_proba(parsed.frame).to_numpy()
+            labels = model.predict_from_proba(proba).tolist()
+            ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
+            body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
         except PayloadError as error:
             logger.warning("/invocations %d: %s", error.status, error)
             return _text(str(error), error.status)
         except MultimodalError as error:
-            logger.warning("/invocations 400: %s", error)
-            return _text(f"{type(error).__name__}: {error}", 400)
-        labels = model.predict_from_proba(proba).tolist()
-        ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
-        body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
+            status = error_status(error)
+            logger.warning("/invocations %d: %s: %s", status, type(error).__name__, error)
+            return _text(f"{type(error).__name__}: {error}", status)
         logger.info("/invocations: %d records in %.2f s", len(labels), time.monotonic() - started)
         return Response(body, status=200, mimetype=kind)
 
@@ -136,4 +138,24 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
     def wrong_method(_error):
         return _text("method not allowed: GET /ping, GET /execution-parameters, POST /invocations", 405)
 
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        return _text(f"{error.code} {error.name}: {error.description}", error.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(error):
+        # One request's failure, never the worker's: the reply is one line, the traceback goes to the log.
+        logger.error("%s %s 500: unexpected %s: %s", request.method, request.path, type(error).__name__, error,
+                     exc_info=error)
+        reason = str(error).replace("\n", " ")[:300]
+        return _text(f"500 internal error: {type(error).__name__}: {reason}", 500)
+
     return app
+
+
+def error_status(error: BaseException) -> int:
+    """The HTTP status of an error the library raised on purpose: the caller's mistake 400, the model's or the
+    environment's 500."""
+    if isinstance(error, PayloadError):
+        return error.status
+    return 400 if isinstance(error, UserError) else 500

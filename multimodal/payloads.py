@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
-from multimodal.features import BadValueError, parse_numeric
+from multimodal.features import BadValueError, is_missing, parse_numeric
 from multimodal.schema import ID_COLUMN, LABEL_COLUMN, Schema
 
 CSV = "text/csv"
@@ -133,22 +133,43 @@ def parse_csv(body: bytes, schema: Schema) -> ParsedPayload:
     return ParsedPayload(pd.DataFrame(records, columns=columns), lines)
 
 
-def _cell(value, line: int, key: str):
+def _cell(value, where: str, key: str):
     if value is None or isinstance(value, (str, int, float, bool)):
         if isinstance(value, float) and not np.isfinite(value):
-            raise PayloadError(f"line {line}, key '{key}': {value!r} is not a finite number.")
+            raise PayloadError(f"{where}, key '{key}': {value!r} is not a finite number.")
         return value
-    raise PayloadError(f"line {line}, key '{key}': a {type(value).__name__} is not a cell value; "
+    raise PayloadError(f"{where}, key '{key}': a {type(value).__name__} is not a cell value; "
                        "use a string, a number or null.")
 
 
-def _records_frame(objects: list, lines: list[int], schema: Schema) -> ParsedPayload:
+def _shown(names: list) -> str:
+    return ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+
+
+def _record_cells(item, where: str, columns: list[str], features: set[str]) -> list:
+    """One record's cells in column order: an object keyed by column name, or a list of values in the
+    inference column order (what SageMaker's JSON serializers make of a NumPy array)."""
+    if isinstance(item, list):
+        if len(item) != len(columns):
+            raise PayloadError(f"{where}: a list of {len(item)} values, expected {len(columns)} "
+                               f"({_shown(columns)}).")
+        return [_cell(value, where, column) for value, column in zip(item, columns)]
+    if not isinstance(item, dict):
+        raise PayloadError(f"{where}: expected a JSON object keyed by column name, got {type(item).__name__}.")
+    unknown = [key for key in item if key not in columns and key != LABEL_COLUMN]
+    if unknown:
+        raise PayloadError(f"{where}: unknown key(s) {_shown(unknown)}; the model's columns are {_shown(columns)} "
+                           "(check the spelling).")
+    if not any(key in features for key in item):
+        raise PayloadError(f"{where}: no feature column in the record (keys: {_shown(list(item)) or 'none'}); the "
+                           f"model's feature columns are {_shown(sorted(features))}.")
+    return [_cell(item.get(c), where, c) for c in columns]
+
+
+def _records_frame(objects: list, places: list[str], lines: list[int], schema: Schema) -> ParsedPayload:
     columns = list(schema.inference_columns)
-    rows = []
-    for item, line in zip(objects, lines):
-        if not isinstance(item, dict):
-            raise PayloadError(f"line {line}: expected a JSON object keyed by column name, got {type(item).__name__}.")
-        rows.append([_cell(item.get(c), line, c) for c in columns])
+    features = set(schema.feature_columns)
+    rows = [_record_cells(item, where, columns, features) for item, where in zip(objects, places)]
     if not rows:
         raise PayloadError("the payload holds no records.")
     frame = pd.DataFrame(rows, columns=columns, dtype=object)
@@ -168,22 +189,27 @@ def parse_json_lines(body: bytes, schema: Schema) -> ParsedPayload:
         except RecursionError:
             raise PayloadError(f"line {number}: JSON nested too deeply; send one flat object per line.") from None
         lines.append(number)
-    return _records_frame(objects, lines, schema)
+    return _records_frame(objects, [f"line {n}" for n in lines], lines, schema)
 
 
 def parse_json(body: bytes, schema: Schema) -> ParsedPayload:
-    """A JSON list of objects (or one object) keyed by column name."""
+    """A JSON list of records (or one record), or ``{"instances": [...]}`` as SageMaker's SDK serializers and
+    JumpStart clients send it; a record is an object keyed by column name or a list of values in column order."""
     try:
         data = json.loads(_decode(body) or "null")
     except ValueError as error:
         raise PayloadError(f"line {getattr(error, 'lineno', 1)}: not valid JSON ({error}).") from None
     except RecursionError:
         raise PayloadError("line 1: JSON nested too deeply; send a flat list of objects.") from None
-    if isinstance(data, dict):
+    if isinstance(data, dict) and set(data) == {"instances"}:
+        data = data["instances"]
+    elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise PayloadError("line 1: expected a JSON list of objects keyed by column name.")
-    return _records_frame(data, [1] * len(data), schema)
+        raise PayloadError("line 1: expected a JSON list of objects keyed by column name (or {\"instances\": "
+                           "[...]}).")
+    return _records_frame(data, [f"record {i}" for i in range(1, len(data) + 1)], list(range(1, len(data) + 1)),
+                          schema)
 
 
 PARSERS = {CSV: parse_csv, JSON_LINES: parse_json_lines, JSON: parse_json}
@@ -195,6 +221,14 @@ def parse_payload(body: bytes, content_type: str | None, schema: Schema) -> Pars
     if not body or not body.strip():
         raise PayloadError("the payload is empty; send one record per line.")
     parsed = PARSERS[kind](body, schema)
+    empty = np.ones(len(parsed.frame), dtype=bool)
+    for column in schema.feature_columns:
+        empty &= is_missing(parsed.frame[column])
+    if empty.any():
+        position = int(np.flatnonzero(empty)[0])
+        where = f"line {parsed.lines[position]}" if kind != JSON else f"record {position + 1}"
+        raise PayloadError(f"{where}: every feature is missing ({int(empty.sum())} such record(s)); a prediction "
+                           "needs at least one of the columns " + _shown(list(schema.feature_columns)) + ".")
     for column in schema.numeric:
         try:
             parse_numeric(parsed.frame, column)

@@ -49,6 +49,17 @@ gray16 = Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 
 frames_gif = Image.new("P", (40, 40), 3)
 cmyk = Image.new("CMYK", (40, 40), (0, 255, 255, 0))
 
+
+def _frames(kind: str, count: int, mode: str = "P") -> str:
+    frames = [Image.new(mode, (64, 64), i % 200) for i in range(count)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, kind, save_all=True, append_images=frames[1:])
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+many_frames_gif = _frames("GIF", 300)
+multi_page_tiff = _frames("TIFF", 20, "L")
+
 # (name, body, content type, extra headers, expected status, words the reply must contain)
 CASES = [
     ("too few fields", b"a,b\n", CSV, {}, 400, "line 1: 2 fields, expected 7"),
@@ -72,7 +83,9 @@ CASES = [
     ("NUL byte in a text cell is text", row(title_text="a\x00b").encode(), CSV, {}, 200, ""),
     ("a blank line between records", (row() + "\n" + row()).encode(), CSV, {}, 400, "line 2: empty line"),
     ("10000 columns", (",".join(["x"] * 10000) + "\n").encode(), CSV, {}, 400, "line 1: 10000 fields, expected 7"),
-    ("only commas: every value missing", b",,,,,,\n", CSV, {}, 200, ""),
+    ("only commas: every value missing", b",,,,,,\n", CSV, {}, 400, "line 1: every feature is missing"),
+    ("an ID and nothing else", b"r9,,,,,,\n", CSV, {}, 400, "line 1: every feature is missing"),
+    ("numeric missing tokens only", b",,,nan,NA,,\n", CSV, {}, 400, "every feature is missing"),
     ("4 MB text cell", row(body_text="word " * 800_000).encode(), CSV, {}, 200, ""),
     ("10 MB text cell", row(body_text="word " * 2_000_000).encode(), CSV, {}, 413, "MaxPayloadInMB"),
     ("payload over MaxPayloadInMB", (row(JPEG) * 20_000).encode(), CSV, {}, 413, "MaxPayloadInMB (6 MB)"),
@@ -80,6 +93,15 @@ CASES = [
     ("base64 of text", row(base64.b64encode(b"just some text").decode()).encode(), CSV, {}, 200, ""),
     ("truncated JPEG", row(truncated_jpeg).encode(), CSV, {}, 200, ""),
     ("20000x20000 PNG (bomb)", row(png_header_only(20000, 20000)).encode(), CSV, {}, 200, ""),
+    ("1x1000000 PNG header in a few hundred bytes", row(png_header_only(1, 1_000_000)).encode(), CSV, {}, 200, ""),
+    ("1000000x1 PNG header", row(png_header_only(1_000_000, 1)).encode(), CSV, {}, 200, ""),
+    ("a real 1x60000 PNG strip (a few KB)", row(image_base64(Image.new("L", (1, 60_000), 200), "PNG")).encode(), CSV,
+     {}, 200, ""),
+    ("a real 60000x2 PNG strip", row(image_base64(Image.new("RGB", (60_000, 2), (1, 2, 3)), "PNG")).encode(), CSV,
+     {}, 200, ""),
+    ("0-pixel-wide PNG header", row(png_header_only(0, 10)).encode(), CSV, {}, 200, ""),
+    ("animated GIF of 300 frames", row(many_frames_gif).encode(), CSV, {}, 200, ""),
+    ("multi-page TIFF", row(multi_page_tiff).encode(), CSV, {}, 200, ""),
     ("GIF", row(image_base64(frames_gif, "GIF")).encode(), CSV, {}, 200, ""),
     ("WEBP", row(image_base64(Image.new("RGB", (40, 40), (9, 99, 199)), "WEBP")).encode(), CSV, {}, 200, ""),
     ("CMYK JPEG", row(image_base64(cmyk, "JPEG")).encode(), CSV, {}, 200, ""),
@@ -87,14 +109,32 @@ CASES = [
     ("data-URI prefix (quoted: it holds a comma)", row('"data:image/jpeg;base64,' + JPEG + '"').encode(), CSV, {},
      200, ""),
     ("JSON Lines: missing keys are missing values", jsonl({"ID": "r1", "title_text": "cat"}), JSONL, {}, 200, ""),
-    ("JSON Lines: extra keys are ignored", jsonl({"ID": "r1", "zzz": 1, "label": "cat"}), JSONL, {}, 200, ""),
+    ("JSON Lines: a label key is ignored", jsonl({"ID": "r1", "title_text": "a", "label": "cat"}), JSONL, {}, 200, ""),
+    ("JSON Lines: a misspelt key", jsonl({"ID": "r1", "title_txt": "cat"}), JSONL, {}, 400,
+     "line 1: unknown key(s) 'title_txt'"),
+    ("JSON Lines: an unknown key beside known ones", jsonl({"title_text": "cat", "zzz": 1}), JSONL, {}, 400,
+     "unknown key(s) 'zzz'"),
+    ("JSON Lines: {}", b"{}\n", JSONL, {}, 400, "line 1: no feature column in the record"),
+    ("JSON Lines: only the ID", jsonl({"ID": "r1"}), JSONL, {}, 400, "no feature column in the record (keys: 'ID')"),
+    ("JSON Lines: every feature null", jsonl({"ID": "r1", "title_text": None, "age_num": None}), JSONL, {}, 400,
+     "line 1: every feature is missing"),
+    ("JSON: the instances wrapper", json.dumps({"instances": [{"title_text": "cat"}, {"age_num": 3}]}).encode(),
+     JSON, {}, 200, ""),
+    ("JSON: instances as lists of values", json.dumps({"instances": [["r1", "a", "b", 1, 2, "red", ""]]}).encode(),
+     JSON, {}, 200, ""),
+    ("JSON: {}", b"{}", JSON, {}, 400, "record 1: no feature column"),
+    ("JSON: a misspelt key in record 2", json.dumps([{"age_num": 1}, {"agenum": 2}]).encode(), JSON, {}, 400,
+     "record 2: unknown key(s) 'agenum'"),
     ("JSON Lines: number where text is expected", jsonl({"ID": 7, "title_text": 3.5}), JSONL, {}, 200, ""),
+    ("JSON Lines: category as a number and as text", jsonl({"color_cat": 12.0}, {"color_cat": "12"}), JSONL, {}, 200,
+     ""),
     ("JSON Lines: text where a number is expected", jsonl({"weight_num": "heavy"}), JSONL, {}, 400,
      "line 1, column 'weight_num': 'heavy'"),
-    ("JSON Lines: nested object", jsonl({"ID": "r1"}, {"title_text": {"a": 1}}), JSONL, {}, 400,
+    ("JSON Lines: nested object", jsonl({"ID": "r1", "age_num": 1}, {"title_text": {"a": 1}}), JSONL, {}, 400,
      "line 2, key 'title_text': a dict is not a cell value"),
     ("JSON Lines: list value", jsonl({"age_num": [1, 2]}), JSONL, {}, 400, "key 'age_num': a list"),
-    ("JSON Lines: an array, not an object", b"[1, 2, 3]\n", JSONL, {}, 400, "line 1: expected a JSON object"),
+    ("JSON Lines: an array of the wrong length", b"[1, 2, 3]\n", JSONL, {}, 400, "line 1: a list of 3 values, expected 7"),
+    ("JSON Lines: a string, not an object", b'"r1"\n', JSONL, {}, 400, "line 1: expected a JSON object"),
     ("JSON Lines: invalid JSON on line 2", b'{"ID": "r1"}\n{"ID": \n', JSONL, {}, 400, "line 2: not valid JSON"),
     ("JSON Lines: NaN literal", b'{"weight_num": NaN}\n', JSONL, {}, 400, "not a finite number"),
     ("JSON Lines: nested 100000 deep", b"[" * 100_000 + b"\n", JSONL, {}, 400, "line 1: JSON nested too deeply"),

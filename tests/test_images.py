@@ -2,6 +2,8 @@ import base64
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from multimodal import images
@@ -165,3 +167,87 @@ def test_equal_images_give_equal_features_whatever_came_before_and_whatever_the_
     again, _, _ = embedder.embed(cells[:3], "p_image")
     np.testing.assert_array_equal(first, later[:3])
     np.testing.assert_array_equal(first, again)
+
+
+MODES = ["1", "L", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "LA", "PA", "YCbCr"]
+FORMATS = {"PNG": {"1", "L", "P", "RGB", "RGBA", "I", "I;16", "LA"}, "JPEG": {"L", "RGB", "CMYK"},
+           "GIF": {"L", "P"}, "TIFF": {"1", "L", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "LA", "YCbCr"},
+           "BMP": {"1", "L", "P", "RGB", "RGBA"}, "WEBP": {"RGB", "RGBA"}, "PPM": {"1", "L", "RGB"}}
+
+
+def _encode(image_format, mode, width, height, frames, seed):
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pictures = []
+    for _ in range(frames):
+        picture = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+        pictures.append(picture.convert(mode) if mode not in ("I;16", "PA") else
+                        picture.convert("L").convert(mode))
+    buffer = io.BytesIO()
+    extra = {"save_all": True, "append_images": pictures[1:]} if frames > 1 else {}
+    pictures[0].save(buffer, image_format, **extra)
+    return buffer.getvalue()
+
+
+@settings(max_examples=120, deadline=None)
+@given(image_format=st.sampled_from(sorted(FORMATS)), mode=st.sampled_from(MODES),
+       width=st.integers(1, 700), height=st.integers(1, 700), frames=st.integers(1, 4), seed=st.integers(0, 9),
+       aspect=st.sampled_from([1, 1, 1, 50, 400]), flips=st.lists(st.integers(0, 10**6), max_size=3))
+def test_any_image_gives_a_224_crop_or_counts_as_missing(image_format, mode, width, height, frames, seed, aspect,
+                                                         flips):
+    """Random formats, modes, sizes (extreme aspect ratios too), frame counts and corrupted bytes: the result
+    is always a 224x224 RGB crop or an ImageDecodeError, never another exception."""
+    assume(mode in FORMATS[image_format])
+    if aspect > 1:
+        width, height = (width * aspect, max(1, height // aspect)) if seed % 2 else (max(1, width // aspect),
+                                                                                     height * aspect)
+    try:
+        data = bytearray(_encode(image_format, mode, width, height, frames if image_format in ("GIF", "TIFF", "PNG",
+                                                                                                 "WEBP") else 1, seed))
+    except (OSError, ValueError, KeyError):
+        assume(False)   # Pillow cannot write this combination
+    for position in flips:
+        data[position % len(data)] ^= 0x5A
+    cell = base64.b64encode(bytes(data)).decode()
+    result = images._prepare(cell)
+    if isinstance(result, images.ImageDecodeError):
+        assert str(result)
+    else:
+        assert result.shape == (224, 224, 3) and result.dtype == np.uint8
+
+
+@pytest.mark.parametrize("width, height", [(1, 1_000_000), (1_000_000, 1), (70_000, 10), (100_000, 100_000),
+                                           (0, 5), (2**31 - 1, 1)])
+def test_declared_sizes_beyond_the_bounds_are_refused_before_decoding(width, height):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    raw += chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    result = images._prepare(base64.b64encode(raw).decode())
+    assert isinstance(result, images.ImageDecodeError)
+
+
+def test_the_crop_of_a_long_strip_is_computed_without_resizing_the_whole_strip():
+    from PIL import Image
+
+    strip = Image.new("RGB", (1, 60_000), (10, 200, 30))
+    crop = images.crop_224(strip)   # resizing the whole strip first would make 256 x 15.4M pixels (11 GB)
+    assert crop.shape == (224, 224, 3) and (crop == (10, 200, 30)).all()
+
+
+def test_formats_outside_the_allow_list_are_not_tried():
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PCX")
+    with pytest.raises(images.ImageDecodeError, match="none of the formats"):
+        images.decode_image(base64.b64encode(buffer.getvalue()).decode())

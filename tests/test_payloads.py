@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multimodal.payloads import (CSV, JSON, JSON_LINES, PayloadError, encode_results, parse_payload, request_format,
                                  response_format)
@@ -50,18 +52,23 @@ def test_non_utf8_payload_is_a_400_with_the_line():
         parse_payload(b"1,a,1,r\n2,caf\xe9,1,r\n", "text/csv", SCHEMA)
 
 
-def test_json_lines_keyed_by_name_in_any_order_absent_keys_missing_extra_keys_ignored():
-    body = '{"c_cat": "red", "ID": 1, "a_text": "two\\nlines", "x_num": 2}\n{"ID": 2, "label": "x", "other": 1}\n'
+def test_json_lines_keyed_by_name_in_any_order_absent_keys_missing_label_key_ignored():
+    body = '{"c_cat": "red", "ID": 1, "a_text": "two\\nlines", "x_num": 2}\n{"ID": 2, "label": "x", "x_num": 1}\n'
     parsed = parse(body, "application/jsonlines")
     assert parsed.frame.iloc[0].tolist() == [1, "two\nlines", 2, "red"]
-    assert parsed.frame.iloc[1].tolist() == [2, None, None, None]
+    assert parsed.frame.iloc[1].tolist() == [2, None, 1, None]
 
 
 @pytest.mark.parametrize("body, words", [
-    ('{"ID": 1}\n{"ID": 2, "a_text": {"nested": 1}}\n', "line 2, key 'a_text': a dict is not a cell value"),
-    ('{"ID": 1}\nnot json\n', "line 2: not valid JSON"),
-    ('[1, 2]\n', "line 1: expected a JSON object"),
+    ('{"ID": 1, "x_num": 1}\n{"ID": 2, "a_text": {"nested": 1}}\n', "line 2, key 'a_text': a dict is not a cell value"),
+    ('{"ID": 1, "x_num": 1}\nnot json\n', "line 2: not valid JSON"),
+    ('[1, 2]\n', "line 1: a list of 2 values, expected 4"),
+    ('"text"\n', "line 1: expected a JSON object"),
     ('{"ID": 1, "x_num": "heavy"}\n', "line 1, column 'x_num': 'heavy' is not a number"),
+    ('{"ID": 1, "x_num": 1}\n{"ID": 2, "a_txt": "misspelt"}\n', "line 2: unknown key(s) 'a_txt'"),
+    ('{}\n', "line 1: no feature column in the record (keys: none)"),
+    ('{"ID": 7}\n', "line 1: no feature column in the record (keys: 'ID')"),
+    ('{"ID": 7, "label": "a"}\n', "line 1: no feature column"),
 ])
 def test_bad_json_lines(body, words):
     with pytest.raises(PayloadError) as error:
@@ -69,9 +76,58 @@ def test_bad_json_lines(body, words):
     assert words in str(error.value)
 
 
-def test_json_list_of_objects():
-    parsed = parse(json.dumps([{"ID": 1, "x_num": 1.5}, {"ID": 2}]), "application/json")
+def test_json_list_of_objects_the_instances_wrapper_and_lists_of_values():
+    parsed = parse(json.dumps([{"ID": 1, "x_num": 1.5}, {"ID": 2, "c_cat": "r"}]), "application/json")
     assert parsed.frame["ID"].tolist() == [1, 2]
+    wrapped = parse(json.dumps({"instances": [{"ID": 1, "x_num": 1.5}, [2, "b", 3, "s"]]}), "application/json")
+    assert wrapped.frame.values.tolist() == [[1, None, 1.5, None], [2, "b", 3, "s"]]
+    with pytest.raises(PayloadError, match=r"record 2: unknown key\(s\) 'xnum'"):
+        parse(json.dumps({"instances": [{"x_num": 1}, {"xnum": 1}]}), "application/json")
+    with pytest.raises(PayloadError, match="record 1: no feature column"):
+        parse(json.dumps({}), "application/json")
+
+
+KEYS = ["ID", "a_text", "x_num", "c_cat", "label", "a_txt", "xnum", "c_cat ", "A_TEXT", "", "instances"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(st.dictionaries(st.sampled_from(KEYS), st.one_of(st.none(), st.integers(-5, 5),
+                                                                        st.text(max_size=5)), max_size=6),
+                        min_size=1, max_size=5),
+       kind=st.sampled_from(["application/jsonlines", "application/json"]))
+def test_any_key_set_is_parsed_exactly_or_refused_with_a_400(records, kind):
+    """Random key sets: a record is accepted only when all its keys are the model's columns (or label) and
+    one feature has a value; then every cell is the record's own value; otherwise a 400 naming the record."""
+    body = "\n".join(json.dumps(r) for r in records) if kind == "application/jsonlines" else json.dumps(records)
+    known, features = set(SCHEMA.inference_columns) | {"label"}, set(SCHEMA.feature_columns)
+    acceptable = all(set(r) <= known and set(r) & features and any(_present(r.get(c), c) for c in features)
+                     for r in records)
+    numbers_ok = all(r.get("x_num") is None or isinstance(r["x_num"], int) or r["x_num"].strip().lower() in
+                     ("", "nan", "na", "n/a", "null", "none") or _is_number(r["x_num"]) for r in records)
+    try:
+        parsed = parse(body, kind)
+    except PayloadError as error:
+        assert error.status == 400 and ("line " in str(error) or "record " in str(error))
+        assert not (acceptable and numbers_ok)
+        return
+    assert acceptable
+    assert len(parsed.frame) == len(records)
+    for row, record in zip(parsed.frame.to_dict("records"), records):
+        assert row == {c: record.get(c) for c in SCHEMA.inference_columns}
+
+
+def _present(value, column):
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return False
+    return not (column == "x_num" and isinstance(value, str) and value.strip().lower() in ("nan", "na", "n/a",
+                                                                                         "null", "none"))
+
+
+def _is_number(text):
+    try:
+        return np.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def test_content_type_and_accept_negotiation():

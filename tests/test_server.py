@@ -1,6 +1,7 @@
 """The real `serve` process (gunicorn + Flask) on a free port, driven as batch transform drives it."""
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -106,15 +107,27 @@ def test_sigterm_shuts_serve_down_within_seconds(server):
 @pytest.mark.parametrize("prepare, words", [
     (lambda model: None, "model_config.json is missing"),
     (lambda model: (model / "model_config.json").write_text("{broken"), "is not valid JSON"),
+    (lambda model: _edit_config(model, lambda c: c.pop("fusion")), "lacks key(s) ['fusion']"),
+    (lambda model: _edit_config(model, lambda c: c.update(colour="red")), "has unknown key(s) ['colour']"),
+    (lambda model: _edit_config(model, lambda c: c["modalities"][0].pop("columns")),
+     "'modalities[1]' lacks key(s) ['columns']"),
 ])
-def test_serve_fails_fast_on_an_incomplete_model_directory(tmp_path, prepare, words):
-    (tmp_path / "model").mkdir()
+def test_serve_fails_fast_on_an_incomplete_model_directory(tmp_path, saved_model_dir, prepare, words):
+    shutil.copy2(saved_model_dir / "model_config.json", (tmp_path / "model").mkdir() or tmp_path / "model")
+    (tmp_path / "model" / "model_config.json").unlink() if "missing" in words else None
     prepare(tmp_path / "model")
     started = time.monotonic()
     result = subprocess.run([SERVE], env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path)}, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and words in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
     assert time.monotonic() - started < 20
+
+
+def _edit_config(model, change):
+    config = json.loads((model / "model_config.json").read_text())
+    change(config)
+    (model / "model_config.json").write_text(json.dumps(config))
 
 
 def test_model_tar_gz_is_unpacked_safely(tmp_path, saved_model_dir):
