@@ -6,9 +6,11 @@
 #                 [--create-algorithm NAME] [--dry-run]
 #
 # --account / --region default to the AWS CLI's identity and configuration (no hard-coded region).
-# The standard images already use a GPU when the host mounts an NVIDIA driver R580+ (the pinned torch wheel
-#   carries CUDA 13). --gpu builds on the CUDA base image named by $BASE_IMAGE_GPU instead (it must provide
-#   Python 3.11; e.g. for CUDA forward-compatibility libraries on older drivers) and tags TAG-gpu.
+# The standard images use a GPU only where the host mounts an NVIDIA driver R580+ (the pinned torch wheel
+#   carries CUDA 13; SageMaker's default GPU drivers are older), so the algorithm lists CPU instance types
+#   only. --gpu builds on the CUDA base image named by $BASE_IMAGE_GPU instead (it must provide Python 3.11
+#   and CUDA forward-compatibility libraries for the hosts' drivers), tags TAG-gpu, and lists GPU instance
+#   types in the algorithm too.
 # --create-algorithm NAME writes build/create-algorithm.json (hyperparameters, metrics, tuning objectives,
 #   channels, instance types, content types: all from the project's own declarations) and calls
 #   `aws sagemaker create-algorithm`.
@@ -79,7 +81,7 @@ if [ -n "$algorithm" ]; then
   python="${PYTHON:-$root/.venv/bin/python}"
   [ -x "$python" ] || python=python3
   "$python" -m multimodal.algorithm_spec --name "$algorithm" --training-image "${uris[0]}" \
-    --inference-image "${uris[1]}" --output build/create-algorithm.json
+    --inference-image "${uris[1]}" --output build/create-algorithm.json $([ "$gpu" = 1 ] && echo --gpu)
   echo "request: build/create-algorithm.json"
   run aws sagemaker create-algorithm --region "$region" --cli-input-json "file://build/create-algorithm.json"
 fi

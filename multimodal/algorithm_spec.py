@@ -15,19 +15,24 @@ from multimodal.channels import CHANNELS
 from multimodal.hyperparameters import SPEC_PATH
 from multimodal.payloads import ACCEPT_TYPES, CONTENT_TYPES
 
-METRICS_PATH = SPEC_PATH.parent / "metric_definitions.json"
+METRICS_PATH = SPEC_PATH.parent / "metric_definitions.json"   # package data beside the specification
 # m7i/c7i (Sapphire Rapids) compute bfloat16 natively: the image embedding runs in bf16 there, fp32 on m5/c5.
+# CPU instances only for the standard images: their CUDA 13 torch needs NVIDIA driver R580+, and SageMaker's
+# default drivers are older (470 on ml.g4dn/ml.g5, 535 on ml.g6/ml.p5, 550 on ml.p5e), so a GPU instance would
+# run on its CPU. The GPU images (build_push.sh --gpu: a base with CUDA forward-compatibility libraries) add
+# GPU_INSTANCE_TYPES.
 TRAINING_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge",
-                           "ml.m7i.xlarge", "ml.m7i.2xlarge", "ml.m7i.4xlarge", "ml.c7i.2xlarge", "ml.c7i.4xlarge",
-                           "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge"]
+                           "ml.m7i.xlarge", "ml.m7i.2xlarge", "ml.m7i.4xlarge", "ml.c7i.2xlarge", "ml.c7i.4xlarge"]
 TRANSFORM_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge",
-                            "ml.m7i.xlarge", "ml.m7i.2xlarge", "ml.c7i.2xlarge", "ml.g4dn.xlarge", "ml.g5.xlarge"]
+                            "ml.m7i.xlarge", "ml.m7i.2xlarge", "ml.c7i.2xlarge"]
+GPU_INSTANCE_TYPES = ["ml.g5.xlarge", "ml.g5.2xlarge", "ml.g6.xlarge", "ml.g6.2xlarge"]
 DESCRIPTION = ("Multimodal classification of CSV rows with text, numeric, categorical and base64 image columns: "
                "one AutoGluon model per modality, ResNet50 image features, a TensorFlow fusion network.")
 
 
-def create_algorithm_request(name: str, training_image: str, inference_image: str) -> dict:
-    """The full ``CreateAlgorithm`` input for the two image URIs."""
+def create_algorithm_request(name: str, training_image: str, inference_image: str, gpu: bool = False) -> dict:
+    """The full ``CreateAlgorithm`` input for the two image URIs (``gpu``: images built with ``--gpu``)."""
+    gpus = GPU_INSTANCE_TYPES if gpu else []
     metrics = json.loads(METRICS_PATH.read_text(encoding="utf-8"))
     channels = [{
         "Name": spec.name,
@@ -43,7 +48,7 @@ def create_algorithm_request(name: str, training_image: str, inference_image: st
         "TrainingSpecification": {
             "TrainingImage": training_image,
             "SupportedHyperParameters": json.loads(SPEC_PATH.read_text(encoding="utf-8")),
-            "SupportedTrainingInstanceTypes": TRAINING_INSTANCE_TYPES,
+            "SupportedTrainingInstanceTypes": TRAINING_INSTANCE_TYPES + gpus,
             "SupportsDistributedTraining": False,
             "MetricDefinitions": metrics["MetricDefinitions"],
             "TrainingChannels": channels,
@@ -51,8 +56,8 @@ def create_algorithm_request(name: str, training_image: str, inference_image: st
         },
         "InferenceSpecification": {
             "Containers": [{"Image": inference_image}],
-            "SupportedTransformInstanceTypes": TRANSFORM_INSTANCE_TYPES,
-            "SupportedRealtimeInferenceInstanceTypes": TRANSFORM_INSTANCE_TYPES,
+            "SupportedTransformInstanceTypes": TRANSFORM_INSTANCE_TYPES + gpus,
+            "SupportedRealtimeInferenceInstanceTypes": TRANSFORM_INSTANCE_TYPES + gpus,
             "SupportedContentTypes": sorted(CONTENT_TYPES),
             "SupportedResponseMIMETypes": list(ACCEPT_TYPES),
         },
@@ -67,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--training-image", required=True)
     parser.add_argument("--inference-image", required=True)
     parser.add_argument("--output", help="file to write (default: stdout)")
+    parser.add_argument("--gpu", action="store_true", help="the images were built with build_push.sh --gpu: list GPU "
+                                                           "instance types too")
     args = parser.parse_args(argv)
     from multimodal import aws_shapes
 
-    request = create_algorithm_request(args.name, args.training_image, args.inference_image)
+    request = create_algorithm_request(args.name, args.training_image, args.inference_image, gpu=args.gpu)
     problems = aws_shapes.problems(request, aws_shapes.input_shape("CreateAlgorithm"))
     if problems:
         print("CreateAlgorithm request is not valid:\n" + "\n".join(problems), file=sys.stderr)

@@ -134,13 +134,40 @@ def _check_missing(table: pd.DataFrame, schema: Schema, subject: str, report: Da
                                  for c in columns])
         rates = ", ".join(f"{c} {100 * masks[:, i].mean():.0f}%" for i, c in enumerate(columns[:10]))
         report.add(INFO, subject, f"{name} missing: {rates}{', ...' if len(columns) > 10 else ''}")
+        informative = 0
         for i, column in enumerate(columns):
             if masks[:, i].all():
-                report.add(WARNING, subject, f"column '{column}' is empty in every row: it contributes nothing")
-        if not masks.all():
+                report.add(WARNING, subject, f"column '{column}' is empty in every row: it carries no information")
+                continue
+            values = _comparable(table[column], name)[~masks[:, i]]
+            if values.nunique() <= 1:
+                share = "" if not masks[:, i].any() else f" where it is not empty ({100 * masks[:, i].mean():.0f}% empty)"
+                report.add(WARNING, subject, f"column '{column}' has the same value {str(values.iloc[0])[:40]!r} in "
+                                             f"every row{share}: it carries little or no information")
+                if masks[:, i].any():
+                    informative += 1   # present-or-missing still says something
+                continue
+            informative += 1
+        if informative == 0:
+            report.add(WARNING, subject, f"every {name} column is constant or empty: training skips the {name} "
+                                         "member (and its columns add nothing to the joint member)")
+        else:
             usable += 1
     if usable == 0:
-        report.add(ERROR, subject, "every feature column is empty in every row: nothing to train on")
+        report.add(ERROR, subject, "every feature column is constant or empty in every row: nothing to train on")
+
+
+def _comparable(column: pd.Series, modality: str) -> pd.Series:
+    """A column's cells as training compares them (numbers parsed, categories by the one category rule)."""
+    from multimodal.features import category_text, clean_text
+
+    if modality == "numeric":
+        return pd.Series(parse_numeric(column.to_frame(), column.name)[0])
+    if modality == "categorical":
+        return column.map(category_text)
+    if modality == "text":
+        return column.map(clean_text)
+    return column.astype(str).str.strip()
 
 
 def _check_text_newlines(table: pd.DataFrame, schema: Schema, subject: str, report: DatasetReport) -> None:

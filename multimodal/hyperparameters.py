@@ -10,13 +10,15 @@ import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 from multimodal.errors import UserError
 
 SPEC_FILE_NAME = "hyperparameter_specification.json"
-SPEC_PATH = Path(__file__).resolve().parent.parent / SPEC_FILE_NAME
+# Package data, found wherever the package is installed (the repository root links to it).
+SPEC_PATH = Path(str(resources.files("multimodal").joinpath(SPEC_FILE_NAME)))
 TIME_BUDGET_NAMES = ("n_hours", "n_mins", "n_secs")
 
 

@@ -342,7 +342,11 @@ class ImageEmbedder:
 
         self.weights = weights
         self.batch_size = max(1, int(batch_size))
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from multimodal.gpu import report_unusable_gpu
+
+        cuda = torch.cuda.is_available()
+        report_unusable_gpu(cuda, torch.version.cuda)
+        self.device = torch.device("cuda" if cuda else "cpu")
         self.precision = resolve_precision(precision, self.device)
         model, self.identity = build_backbone(weights)
         self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32

@@ -63,10 +63,17 @@ def visible_gpus() -> int:
     """How many CUDA GPUs this process can use (0 on a CPU machine)."""
     from autogluon.common.utils.resource_utils import ResourceManager
 
+    from multimodal.gpu import report_unusable_gpu
+
     try:
-        return int(ResourceManager.get_gpu_count_torch(cuda_only=True))
+        count = int(ResourceManager.get_gpu_count_torch(cuda_only=True))
     except Exception:  # noqa: BLE001 - no CUDA runtime or driver means no GPU
-        return 0
+        count = 0
+    if not count:
+        import torch
+
+        report_unusable_gpu(False, torch.version.cuda)
+    return count
 
 
 class MemberNotTrained(UserError):

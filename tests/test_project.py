@@ -69,3 +69,22 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ERROR   bad.csv: bad.csv line 2, column 'a_num': 'x' is not a number" in out
     assert "UserError: the dataset fails validation: bad.csv: bad.csv line 2, column 'a_num'" in out
+
+
+def test_a_regular_install_finds_its_specification_files(tmp_path):
+    """`pip install .` (not editable): the files read at run time are package data, found wherever it lands."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                            "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    probe = ("import multimodal, multimodal.hyperparameters as hp, multimodal.algorithm_spec as spec; "
+             "assert multimodal.__file__.startswith(%r), multimodal.__file__; "
+             "assert hp.declarations()['quality'].default; "
+             "assert spec.create_algorithm_request('a', 't', 'i')['TrainingSpecification']['MetricDefinitions']; "
+             "print('ok')") % str(target)
+    run = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
