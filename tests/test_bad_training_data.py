@@ -37,7 +37,8 @@ FAILING = [
      "UserError: channel 'train': no 'label' column"),
     ("a single class", lambda: [_csv(_tabular().assign(label="cat"))],
      "UserError: the 'label' column has 1 distinct value(s) ['cat']; classification needs at least 2 classes."),
-    ("an empty file", lambda: [b""], "part-0.csv: the file is empty"),
+    ("an empty file", lambda: [b""], "channel 'train' has no data files (skipped: ['part-0.csv']"),
+    ("a file of blank lines", lambda: [b"\n\n"], "part-0.csv: the file is empty"),
     ("header only", lambda: [b"ID,title_text,weight_num,label\n"], "part-0.csv: header only, no data rows"),
     ("files with different headers", lambda: [_csv(_tabular()), _csv(_tabular().drop(columns=["color_cat"]))],
      "part-1.csv"),
@@ -55,6 +56,13 @@ FAILING = [
     ("a label-only file with NaN labels", lambda: [b"ID,a_text,label\n1,hello,\n2,world,\n"],
      "UserError: no training rows have a value in the 'label' column."),
     ("a quote left open", lambda: [b'ID,a_text,label\n1,"never closed,x\n2,ok,y\n'], "part-0.csv"),
+    ("a row with fewer fields than the header", lambda: [b'ID,a_text,b_num,label\n1,"two\nlines",3,x\n2,ok\n'],
+     "UserError: part-0.csv line 4: 2 field(s), but the header has 4 columns"),
+    ("another header in mid-file", lambda: [_csv(_tabular(20)) + b"ID,label,title_text\n"],
+     "UserError: part-0.csv line 22: another header in mid-stream"),
+    ("every feature column constant", lambda: [b"ID,a_cat,b_num,label\n" + b"".join(
+        f"{i},same,7,{'xy'[i % 2]}\n".encode() for i in range(30))],
+     "UserError: no member could be trained: num: every column has the same value in every row"),
 ]
 
 
@@ -83,7 +91,20 @@ def _nan_labels_and_a_50_mb_text_cell():
     return [_csv(frame)]
 
 
+def _constant_categorical_column():
+    return [_csv(_tabular(40).assign(color_cat="same"))]
+
+
+def _header_repeated_files_any_name():
+    frame = _tabular(40)
+    return [_csv(frame.iloc[:20]) + _csv(frame.iloc[20:]), b""]   # two files as cat joins them, and an empty one
+
+
 SUCCEEDING = [
+    ("a constant categorical column", _constant_categorical_column,
+     ["member 'cat' (columns ['color_cat']) skipped: every column has the same value in every row"], 40),
+    ("two files joined with their headers, and an empty file", _header_repeated_files_any_name,
+     ["read part-0.csv: 40 rows, 1 repeated header line(s) dropped"], 40),
     ("BOM, CRLF line endings and a class with a single row", _bom_crlf_single_row_class,
      ["1 class(es) with fewer than 10 training rows: 'fish' (1)"], 41),
     ("label NaN in some rows and a 50 MB text cell", _nan_labels_and_a_50_mb_text_cell,
@@ -103,3 +124,52 @@ def test_awkward_training_data_trains_with_warnings(tmp_path, files, warnings, r
     assert not (root / "output" / "failure").exists()
     config = json.loads((root / "model" / "model_config.json").read_text())
     assert config["training"]["rows"] == rows
+
+
+def _two_channels(root: Path, train: bytes, validation: bytes, hyperparameters=None, hosts=("algo-1",)) -> Path:
+    root = make_tree(root, {"train": [], "validation": []}, hyperparameters or QUICK)
+    (root / "input" / "data" / "train" / "train.csv").write_bytes(train)
+    (root / "input" / "data" / "validation" / "validation.csv").write_bytes(validation)
+    (root / "input" / "config" / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": hosts[0], "hosts": list(hosts), "network_interface_name": "eth0"}))
+    return root
+
+
+def test_labels_follow_one_rule_over_both_channels(tmp_path):
+    """Training labels 1, 2, x are text; validation labels 1, 2 must be the same text classes, not integers."""
+    frame = _tabular(60)
+    train = frame.assign(label=["1", "2", "x"] * 20)
+    validation = frame.iloc[:20].assign(label=["1", "2"] * 10)
+    root = _two_channels(tmp_path, _csv(train), _csv(validation))
+    result = run_train(root, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["validation"]["source"] == "validation channel" and "accuracy" in metrics["validation"]["fusion"]
+    assert json.loads((root / "model" / "model_config.json").read_text())["classes"] == ["1", "2", "x"]
+
+
+@pytest.mark.parametrize("train_labels, validation_labels, words", [
+    (["a", "b"], ["a", "c"], "channel 'validation' has label value(s) ['c'] that channel 'train' never has"),
+    (["1", "2"], ["1", "01"], "label value(s) ['01']"),
+])
+def test_a_validation_class_training_never_saw_fails_at_the_start(tmp_path, train_labels, validation_labels, words):
+    frame = _tabular(40)
+    root = _two_channels(tmp_path, _csv(frame.assign(label=train_labels * 20)),
+                         _csv(frame.iloc[:10].assign(label=validation_labels * 5)))
+    result = run_train(root, timeout=300)
+    assert result.returncode == 2
+    assert words in (root / "output" / "failure").read_text().splitlines()[0]
+    assert "fit:" not in result.stdout, "refused before any fit"
+
+
+def test_sharded_channels_on_several_hosts_fail_on_every_host(tmp_path):
+    frame = _tabular(20)
+    for host in ("algo-1", "algo-2"):
+        root = _two_channels(tmp_path / host, _csv(frame), _csv(frame), hosts=(host, "algo-1", "algo-2"))
+        config = root / "input" / "config" / "inputdataconfig.json"
+        config.write_text(json.dumps({"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}}))
+        (root / "input" / "data" / "validation" / "validation.csv").unlink()
+        (root / "input" / "data" / "validation").rmdir()
+        result = run_train(root, timeout=300)
+        assert result.returncode == 2
+        assert "ShardedByS3Key on 3 instances" in (root / "output" / "failure").read_text()

@@ -1,6 +1,8 @@
 import gzip
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multimodal.csv_input import list_data_files, read_csv_table, read_training_csv
 from multimodal.errors import UserError
@@ -116,3 +118,56 @@ def test_the_log_names_each_file_and_its_rows(tmp_path, caplog):
     with caplog.at_level("INFO"):
         read_training_csv([a, b])
     assert "read a.csv: 2 rows" in caplog.text and "read b.csv: 1 rows" in caplog.text
+
+
+CELLS = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"),
+                          max_size=8),
+                  st.sampled_from(["", "label", "a,b", 'say "hi"', "two\nlines", "\r\n", " x_num "]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(CELLS, st.integers(-99, 99), st.sampled_from(["a", "b", "007", "7"])), min_size=1,
+                     max_size=25),
+       cuts=st.lists(st.integers(0, 25), max_size=4), gzipped=st.lists(st.booleans(), min_size=5, max_size=5),
+       crlf=st.booleans())
+def test_a_table_split_at_random_reads_the_same_as_files_or_as_one_stream(tmp_path_factory, rows, cuts, gzipped,
+                                                                          crlf):
+    """Split a table at random row boundaries into parts, each with the header: read as several files (some
+    gzip, no extension) or as one concatenated stream (Pipe mode), it is the same table as the whole file,
+    and every row's line is the line it starts on in its own file."""
+    import csv
+    import io
+
+    import pandas as pd
+
+    header = ["c_text", "x_num", "label"]
+
+    def encode(part):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n" if crlf else "\n")
+        writer.writerow(header)
+        writer.writerows(part)
+        return buffer.getvalue().encode()
+
+    bounds = sorted({0, len(rows), *[c % (len(rows) + 1) for c in cuts]})
+    parts = [rows[a:b] for a, b in zip(bounds, bounds[1:])]
+    directory = tmp_path_factory.mktemp("parts")
+    whole = read_csv_table([write(directory / "whole.csv", encode(rows))])
+    files = []
+    for i, part in enumerate(parts):
+        data = encode(part)
+        files.append(write(directory / f"part-{i:05d}", gzip.compress(data) if gzipped[i % 5] else data))
+    split = read_csv_table(files)
+    stream = read_csv_table([write(directory / "stream", b"".join(
+        gzip.compress(encode(p)) if gzipped[0] else encode(p) for p in parts))])
+    expected = pd.DataFrame([[c, str(n), label] for c, n, label in rows], columns=header)
+    for table in (whole, split, stream):
+        pd.testing.assert_frame_equal(table.frame.astype(object), expected.astype(object), check_dtype=False)
+    # each row's line in its own file: 1 header line plus the lines of the rows before it in that part
+    position = 0
+    for i, part in enumerate(parts):
+        line = 2
+        for cells in part:
+            assert split.locate(position) == f"part-{i:05d} line {line}"
+            line += 1 + sum(str(c).count("\n") for c in cells) - (crlf and 0)
+            position += 1
