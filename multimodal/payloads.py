@@ -223,20 +223,24 @@ def parse_payload(body: bytes, content_type: str | None, schema: Schema) -> Pars
     parsed = PARSERS[kind](body, schema)
     empty = np.ones(len(parsed.frame), dtype=bool)
     for column in schema.feature_columns:
-        empty &= is_missing(parsed.frame[column])
+        if column not in schema.numeric:
+            empty &= is_missing(parsed.frame[column])
+            continue
+        try:
+            empty &= parse_numeric(parsed.frame, column)[1]
+        except BadValueError as error:
+            raise PayloadError(f"{_where(parsed, kind, error.position)}, column '{column}': "
+                               f"{str(error.value)[:60]!r} {error.problem}.") from None
     if empty.any():
         position = int(np.flatnonzero(empty)[0])
-        where = f"line {parsed.lines[position]}" if kind != JSON else f"record {position + 1}"
-        raise PayloadError(f"{where}: every feature is missing ({int(empty.sum())} such record(s)); a prediction "
-                           "needs at least one of the columns " + _shown(list(schema.feature_columns)) + ".")
-    for column in schema.numeric:
-        try:
-            parse_numeric(parsed.frame, column)
-        except BadValueError as error:
-            line = parsed.lines[error.position]
-            where = f"line {line}" if kind != JSON else f"record {error.position + 1}"
-            raise PayloadError(f"{where}, column '{column}': {str(error.value)[:60]!r} {error.problem}.") from None
+        raise PayloadError(f"{_where(parsed, kind, position)}: every feature is missing ({int(empty.sum())} such "
+                           "record(s)); a prediction needs a value in at least one of the columns "
+                           + _shown(list(schema.feature_columns)) + ".")
     return parsed
+
+
+def _where(parsed: ParsedPayload, kind: str, position: int) -> str:
+    return f"line {parsed.lines[position]}" if kind != JSON else f"record {position + 1}"
 
 
 def _plain(value):

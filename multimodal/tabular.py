@@ -174,12 +174,12 @@ def fit_modality(
             ag_args_ensemble={"fold_fitting_strategy": "sequential_local"},
         )
     predictor = _fit_predictor(data, path, problem_type, eval_metric, hyperparameter_preset(quality, num_gpus),
-                               max(1.0, time_limit), fit_kwargs)
+                               max(0.01, time_limit), fit_kwargs)
     if not predictor.model_names():
         if not predictor.features():
             raise MemberNotTrained("AutoGluon's feature generation left no usable feature (constant, missing or "
                                    "unusable values)")
-        logger.warning("modality '%s': no model of quality %r finished within its %.0f s share of the time budget; "
+        logger.warning("modality '%s': no model of quality %r finished within its %.1f s share of the time budget; "
                        "fitting one quick LightGBM without a limit instead: raise n_mins/n_hours for better models",
                        name, quality, time_limit)
         shutil.rmtree(path, ignore_errors=True)

@@ -106,3 +106,36 @@ def test_bad_requests_are_4xx_naming_the_problem_and_the_next_request_works(clie
 def test_unknown_routes(client):
     assert client.get("/nothing").status_code == 404
     assert client.get("/invocations").status_code == 405
+
+
+def test_every_error_reply_is_plain_text_never_flasks_html(client):
+    for response in (client.get("/nowhere"), client.delete("/invocations"),
+                     client.post("/ping", data=b"x")):
+        assert response.status_code in (404, 405)
+        assert response.mimetype == "text/plain" and b"<html" not in response.data.lower()
+
+
+def test_an_unexpected_exception_while_predicting_is_a_one_line_500_and_the_worker_goes_on(fitted, rows,
+                                                                                          monkeypatch):
+    """A fault injected into the real model's blend (once): the reply is one plain-text line, and the next
+    request is answered."""
+    blend = fitted.fusion_blend_
+    original = blend.predict_proba
+    failures = iter([ValueError("something deep inside\nwith a second line")])
+
+    def failing_once(inputs):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return original(inputs)
+
+    monkeypatch.setattr(blend, "predict_proba", failing_once)
+    holder = ModelHolder(lambda: fitted)
+    client = create_app(holder, ServerSettings()).test_client()
+    holder.ready.wait(30)
+    body = csv_lines(rows.iloc[:2]).encode()
+    first = client.post("/invocations", data=body, content_type="text/csv")
+    assert first.status_code == 500 and first.mimetype == "text/plain"
+    assert first.data.decode().count("\n") == 1 and "ValueError: something deep inside" in first.data.decode()
+    second = client.post("/invocations", data=body, content_type="text/csv")
+    assert second.status_code == 200 and len(second.data.decode().splitlines()) == 2

@@ -72,3 +72,16 @@ def test_absent_feature_column_is_named():
 def test_cell_helpers():
     assert category_text(3.0) == "3" and category_text("3") == "3" and category_text(" ") == MISSING_CATEGORY
     assert clean_text("a\n\tb") == "a b" and clean_text(float("nan")) == ""
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["12", "12.0", "+12", 12, 12.0, np.float64(12.0), np.int64(12), "12."], "12"),
+    (["12.50", 12.5, "1.25e1"], "12.5"),
+    (["007"], "007"),
+    (["01234"], "01234"),
+    ([" red "], "red"),
+    ([True, "True"], "True"),
+    ([None, float("nan"), "", "  "], MISSING_CATEGORY),
+])
+def test_one_category_rule_for_csv_text_json_numbers_and_python_values(values, expected):
+    assert {category_text(v) for v in values} == {expected}

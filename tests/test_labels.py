@@ -50,3 +50,35 @@ def test_sentinel_rule_uses_the_missing_fraction_threshold(threshold, expected):
     missing_fraction = np.array([0.25, 0.5, 1.0, 0.0])
     assert sentinel_labels(codes, missing_fraction, threshold, n_classes=3).tolist() == expected
     assert codes.tolist() == [0, 1, 2, 2], "the mapped labels are not modified"
+
+
+@pytest.mark.parametrize("cells, classes", [
+    (["007", "7", "7"], ("007", "7")),        # leading zeros: text, two classes, spelled as in training
+    (["1", "1.0", "2"], ("1", "1.0", "2")),  # not every label an integer: all text, 1 and 1.0 apart
+    (["True", "1", "0"], ("0", "1", "True")),
+    (["+7", "7"], ("+7", "7")),
+    (["-3", "10", " 4 "], (-3, 4, 10)),        # canonical integers (spaces stripped): integers
+])
+def test_csv_labels_are_typed_by_one_rule_and_never_collide(cells, classes):
+    from multimodal.labels import label_values
+
+    label_map = LabelMap.fit(label_values(pd.Series(cells, name="label")))
+    assert label_map.classes == classes
+    assert label_map.decode(label_map.encode(label_values(pd.Series(cells)))).tolist() == \
+        [c.strip() if isinstance(classes[0], str) else int(c) for c in cells]
+
+
+def test_python_labels_of_different_types_stay_apart():
+    label_map = LabelMap.fit(pd.Series([True, 1, 1.0, "1"], dtype=object, name="label"))
+    assert len(label_map.classes) == 4
+    assert label_map.encode(pd.Series([True, 1, 1.0, "1"], dtype=object)).tolist() == [0, 1, 2, 3] or \
+        sorted(label_map.encode(pd.Series([True, 1, 1.0, "1"], dtype=object)).tolist()) == [0, 1, 2, 3]
+
+
+def test_one_rule_over_both_channels():
+    from multimodal.labels import integer_labels, unseen_labels
+
+    train, validation = pd.Series(["1", "2", "x"]), pd.Series(["1", "2"])
+    assert integer_labels([validation]) and not integer_labels([train, validation])
+    assert unseen_labels(["1", "2", "x"], ["1", "3", None, "3"]) == ["3"]
+    assert unseen_labels([1, 2], [True]) == [True]

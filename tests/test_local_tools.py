@@ -145,3 +145,22 @@ def test_validate_checks_a_json_lines_transform_input(tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text('{"ID": "a"}\n[1, 2]\n')
     assert cli.main(["validate", str(tmp_path / "train.csv"), "--test", str(tmp_path / "bad.jsonl")]) == 1
     assert "line 2: a JSON list, not an object keyed by column" in capsys.readouterr().out
+
+
+def test_validate_reports_constant_and_empty_columns(tmp_path, capsys):
+    frame = make_frame(30).drop(columns=["photo_image"]).assign(color_cat="same", weight_num="", age_num="12.0")
+    frame.loc[::2, "age_num"] = "12"   # one value spelt two ways is still one value
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    code = cli.main(["validate", str(tmp_path / "train.csv")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "column 'color_cat' has the same value 'same' in every row" in out
+    assert "column 'weight_num' is empty in every row" in out
+    assert "column 'age_num' has the same value 12.0 in every row" in out or \
+        "column 'age_num' has the same value '12.0' in every row" in out
+    assert "every categorical column is constant or empty: training skips the categorical member" in out
+    assert "every numeric column is constant or empty" in out
+
+    frame.assign(title_text="x", body_text="y").to_csv(tmp_path / "constant.csv", index=False)
+    assert cli.main(["validate", str(tmp_path / "constant.csv")]) == 1
+    assert "every feature column is constant or empty in every row" in capsys.readouterr().out

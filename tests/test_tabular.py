@@ -57,3 +57,31 @@ def test_in_sample_stacking_and_no_sentinel_layout(tmp_path):
                                 eval_metric="accuracy", time_limit=60, stacking=IN_SAMPLE, num_folds=2, seed=0)
     assert model.layout == [0, 1]
     np.testing.assert_array_equal(proba, model.predict_proba(features))
+
+
+def test_a_share_too_small_for_any_model_still_gives_a_member(tmp_path, caplog):
+    """No model of the preset finishes in 0.02 s: one quick LightGBM without a limit stands in, with a warning."""
+    features, labels = numeric_task(400)
+    with caplog.at_level("WARNING"):
+        model, proba = fit_modality("num", features, labels, 2, tmp_path / "num", quality="toy",
+                                    eval_metric="log_loss", time_limit=0.02, stacking=OUT_OF_FOLD, num_folds=2,
+                                    seed=0)
+    assert "fitting one quick LightGBM without a limit instead" in caplog.text
+    names = model.predictor.model_names()
+    assert any(n.startswith("LightGBM") for n in names) and all(n.startswith(("LightGBM", "WeightedEnsemble"))
+                                                                 for n in names), names
+    assert proba.shape == (400, 2)
+
+
+def test_members_that_cannot_be_trained_say_why(tmp_path):
+    import pytest
+
+    from multimodal.tabular import MemberNotTrained
+
+    features, labels = numeric_task(60)
+    with pytest.raises(MemberNotTrained, match=r"every column has the same value in every row .*\['a_num', 'b_num'\]"):
+        fit_modality("num", features.assign(a_num=1.0, b_num=0.0), labels, 2, tmp_path / "a", quality="toy",
+                     eval_metric="log_loss", time_limit=20, stacking=IN_SAMPLE, num_folds=2, seed=0)
+    with pytest.raises(MemberNotTrained, match="single label value"):
+        fit_modality("num", features, np.zeros(60, dtype=int), 2, tmp_path / "b", quality="toy",
+                     eval_metric="log_loss", time_limit=20, stacking=IN_SAMPLE, num_folds=2, seed=0)

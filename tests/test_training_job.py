@@ -92,8 +92,11 @@ def test_a_host_that_is_not_first_exits_cleanly(tmp_path):
 
 
 def _empty_channel(root):
+    """Only markers, hidden and empty files: File mode reads every other file, whatever its name."""
     root = make_tree(root, {"train": []})
-    (root / "input" / "data" / "train" / "notes.txt").write_text("not a csv")
+    (root / "input" / "data" / "train" / "_SUCCESS").write_text("")
+    (root / "input" / "data" / "train" / ".notes.txt").write_text("not a csv")
+    (root / "input" / "data" / "train" / "empty.csv").write_text("")
     return root
 
 
@@ -102,7 +105,7 @@ def _empty_channel(root):
      "UserError: unknown hyperparameter(s) ['qualty']; valid names: "),
     (lambda r: make_tree(r, {"train": [make_frame(10)]}, {"n_epochs": "-1"}),
      "UserError: hyperparameter 'n_epochs' must be an integer from 1 to 1000; got '-1'."),
-    (_empty_channel, "UserError: channel 'train' has no .csv or .csv.gz files (found: ['notes.txt'])"),
+    (_empty_channel, "UserError: channel 'train' has no data files (skipped: ['.notes.txt', '_SUCCESS', 'empty.csv']"),
     (lambda r: make_tree(r, {"validation": [make_frame(10)]}), "UserError: the 'train' channel is required"),
     (lambda r: make_tree(r, {"train": [make_frame(10)], "validation": [make_frame(5).assign(extra_num=1)]}),
      "UserError: channel 'validation' has other columns than channel 'train': extra ['extra_num'], missing []"),
