@@ -15,7 +15,7 @@ from typing import Callable
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from multimodal.errors import MultimodalError, UserError
+from multimodal.errors import MultimodalError, RowsWithoutData, UserError
 from multimodal.payloads import PayloadError, encode_results, parse_payload, response_format
 from multimodal.schema import ID_COLUMN
 from multimodal.server_settings import ServerSettings
@@ -116,13 +116,18 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
             kind, with_proba = response_format(request.headers.get("Accept"), settings.probabilities)
             parsed = parse_payload(body, request.headers.get("Content-Type"), model.schema_)
             with holder.predict_lock:
-                proba = model.predict_proba(parsed.frame).to_numpy()
+                proba = model.predict_proba(parsed.frame, require_data=True).to_numpy()
             labels = model.predict_from_proba(proba).tolist()
             ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
             body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
         except PayloadError as error:
             logger.warning("/invocations %d: %s", error.status, error)
             return _text(str(error), error.status)
+        except RowsWithoutData as error:
+            where = parsed.place(error.positions[0])
+            logger.warning("/invocations 400: %s: no usable feature", where)
+            return _text(f"{where}: every feature is missing or undecodable ({len(error.positions)} such record(s)); "
+                         "images that cannot be decoded count as missing (the log names them).", 400)
         except MultimodalError as error:
             status = error_status(error)
             logger.warning("/invocations %d: %s: %s", status, type(error).__name__, error)

@@ -108,7 +108,7 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
     if mode == "Pipe":
         pipe = paths.channel_pipe(name)
         _wait_for_pipe(pipe)
-        sources = [CsvSource(pipe, f"channel '{name}' (Pipe mode stream)", is_stream=True)]
+        sources = [CsvSource(pipe, f"channel '{name}' (Pipe mode stream)")]
     else:
         directory = paths.channel_dir(name)
         if not directory.is_dir():

@@ -35,6 +35,9 @@ def _demo(args: argparse.Namespace) -> int:
         logger.warning("image embeddings use RANDOM ResNet50 weights (%s=random): fine for a demo, not for real use",
                        WEIGHTS_ENV)
     hyperparameters = {"quality": args.quality, "n_mins": str(args.minutes), **_name_values(args.hp)}
+    if not (args.train and args.test) and not DATA_DIR.is_dir():
+        raise UserError(f"the bundled demo data ({DATA_DIR}) is not here: it ships with the repository, not with "
+                        "the installed package; run the demo from a clone, or pass --train and --test.")
     result = run_demo(Path(args.output), Path(args.train or DATA_DIR / "train.csv"),
                       Path(args.test or DATA_DIR / "test.csv"), hyperparameters, args.training_image,
                       args.inference_image)

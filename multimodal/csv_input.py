@@ -11,10 +11,12 @@ in mid-stream is an error.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -30,8 +32,10 @@ from multimodal.schema import ID_COLUMN, LABEL_COLUMN, column_role, find_duplica
 logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
+RECORDIO_MAGIC = b"\x0a\x23\xd7\xce"   # MXNet RecordIO (0xced7230a little-endian), as RecordWrapperType=RecordIO frames
 # What Spark, Glue, Athena and Hadoop put beside their data files: markers and checksums.
 MARKER_PREFIXES = (".", "_")
+LOGGED_FILES = 20   # the log names this many files (and the last one) with their row counts
 csv.field_size_limit(2**31 - 1)
 
 
@@ -42,7 +46,6 @@ class CsvSource:
 
     path: Path
     name: str = ""
-    is_stream: bool = False
 
     @property
     def label(self) -> str:
@@ -93,18 +96,59 @@ def list_data_files(directory: Path) -> list[Path]:
     return found
 
 
+class _Prefixed(io.RawIOBase):
+    """A byte stream whose first bytes were already read (to tell gzip from text on a FIFO, which cannot seek)."""
+
+    def __init__(self, head: bytes, rest):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count], self._head = self._head[:count], self._head[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
 def _open_text(source: CsvSource):
-    raw = open(source.path, "rb")
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
-        buffered = gzip.GzipFile(fileobj=buffered, mode="rb")
-    return io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
+    """The source as text; gzip (one member or many, as Pipe mode streams gzip objects) told by its first bytes."""
+    with open(source.path, "rb", buffering=0) as raw:
+        head = b""
+        while len(head) < len(RECORDIO_MAGIC):
+            chunk = raw.read(len(RECORDIO_MAGIC) - len(head))
+            if not chunk:
+                break
+            head += chunk
+        if head == RECORDIO_MAGIC:
+            raise UserError(f"{source.label}: RecordIO-framed records (RecordWrapperType RecordIO or an augmented "
+                            "manifest); this algorithm reads plain CSV files with a header.")
+        stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=1 << 20)
+        if head[:2] == GZIP_MAGIC:
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")
+        with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as text:
+            yield text
 
 
-def _is_header_like(cells: list[str]) -> bool:
-    """A row naming columns rather than holding values: ``label`` and at least one feature-suffix name."""
-    stripped = [c.strip() for c in cells]
-    return LABEL_COLUMN in stripped and any(column_role(c) for c in stripped)
+def _name(cell: str) -> str:
+    """A header cell as a column name (a byte-order mark, as a later file's header in a stream carries, dropped)."""
+    return cell.strip().lstrip("\ufeff").strip()
+
+
+def _is_header_like(cells: list[str], header: list[str]) -> bool:
+    """A row naming columns rather than holding values: ``label`` and, either most of the first header's
+    names, or nothing but column-like names (``ID``, feature suffixes) with at least one feature."""
+    names = [_name(c) for c in cells]
+    if LABEL_COLUMN not in names:
+        return False
+    if len(set(names) & set(header)) >= max(2, len(header) // 2):
+        return True
+    return all(n in (LABEL_COLUMN, ID_COLUMN) or column_role(n) for n in names) and any(map(column_role, names))
 
 
 def _read_source(source: CsvSource) -> SourceTable:
@@ -117,10 +161,13 @@ def _read_source(source: CsvSource) -> SourceTable:
             header = None
             for row in reader:
                 if any(cell.strip() for cell in row):
-                    header = [cell.strip() for cell in row]
+                    header = [_name(cell) for cell in row]
                     break
             if header is None:
                 raise UserError(f"{name}: the file is empty; a training CSV starts with a header line.")
+            if header[0].startswith(("{", "[")):
+                raise UserError(f"{name}: JSON, not CSV (an augmented manifest or JSON Lines?); this algorithm "
+                                "reads CSV files with a header line.")
             duplicates = find_duplicates(header)
             if duplicates:
                 raise UserError(f"{name}: duplicate column names {duplicates} in the header.")
@@ -134,17 +181,17 @@ def _read_source(source: CsvSource) -> SourceTable:
                 if len(row) != width:
                     if not row or (len(row) == 1 and not row[0].strip()):
                         continue   # a blank line
-                    if _is_header_like(row):
+                    if _is_header_like(row, header):
                         raise _different_header(name, line, row, header)
                     raise UserError(
                         f"{name} line {line}: {len(row)} field(s), but the header has {width} columns "
                         f"({', '.join(header[:8])}{', ...' if width > 8 else ''}); fix the line (quote fields "
                         "that contain commas or line breaks; in Pipe mode end every file with a line break)."
                     )
-                if row[0].strip() == header[0] and [c.strip() for c in row] == header:
+                if _name(row[0]) == header[0] and [_name(c) for c in row] == header:
                     repeated += 1   # another S3 object's header in a Pipe-mode stream, or concatenated files
                     continue
-                if LABEL_COLUMN in row and _is_header_like(row):
+                if LABEL_COLUMN in row and _is_header_like(row, header):
                     raise _different_header(name, line, row, header)
                 for column, cell in zip(cells, row):
                     column.append(cell)
@@ -155,8 +202,9 @@ def _read_source(source: CsvSource) -> SourceTable:
                         "quotes inside them.") from None
     except UnicodeDecodeError as error:
         raise UserError(f"{name}: not UTF-8 text near byte {error.start}; save the file as UTF-8.") from None
-    except (OSError, EOFError) as error:
-        raise UserError(f"{name}: cannot be read ({error}).") from None
+    except (OSError, EOFError, zlib.error) as error:
+        kind = "a damaged gzip stream" if isinstance(error, (EOFError, zlib.error, gzip.BadGzipFile)) else "cannot be read"
+        raise UserError(f"{name}: {kind} ({error}).") from None
     return SourceTable(source, header, dict(zip(header, cells)), np.asarray(lines, dtype=np.int64), repeated)
 
 
@@ -223,10 +271,10 @@ def read_csv_table(paths: Iterable[Path | CsvSource]) -> CsvTable:
         note = f", {part.repeated_headers} repeated header line(s) dropped" if part.repeated_headers else ""
         if part.rows == 0:
             logger.warning("%s has a header but no data rows%s", source.label, note)
-        elif index < 20 or index == len(sources) - 1:
+        elif index < LOGGED_FILES or index == len(sources) - 1:
             logger.info("read %s: %d rows%s", source.label, part.rows, note)
-        elif index == 20:
-            logger.info("... (%d more files; the last one is listed)", len(sources) - 21)
+        elif index == LOGGED_FILES:
+            logger.info("... (%d more files; the last one is listed)", len(sources) - LOGGED_FILES - 1)
     frame = pd.DataFrame({c: pd.Series(cells, dtype=object) for c, cells in columns.items()})
     if len(frame) == 0:
         raise UserError(f"{', '.join(s.label for s in sources[:5])}: header only, no data rows.")

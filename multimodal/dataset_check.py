@@ -139,13 +139,11 @@ def _check_missing(table: pd.DataFrame, schema: Schema, subject: str, report: Da
             if masks[:, i].all():
                 report.add(WARNING, subject, f"column '{column}' is empty in every row: it carries no information")
                 continue
-            values = _comparable(table[column], name)[~masks[:, i]]
+            values = _as_trained(table[column], name)   # missing cells filled as training fills them
             if values.nunique() <= 1:
-                share = "" if not masks[:, i].any() else f" where it is not empty ({100 * masks[:, i].mean():.0f}% empty)"
-                report.add(WARNING, subject, f"column '{column}' has the same value {str(values.iloc[0])[:40]!r} in "
-                                             f"every row{share}: it carries little or no information")
-                if masks[:, i].any():
-                    informative += 1   # present-or-missing still says something
+                shown = str(values.iloc[int(np.flatnonzero(~masks[:, i])[0])])[:40]
+                report.add(WARNING, subject, f"column '{column}' has the same value {shown!r} in every row (missing "
+                                             "cells filled as training fills them): it carries no information")
                 continue
             informative += 1
         if informative == 0:
@@ -157,8 +155,9 @@ def _check_missing(table: pd.DataFrame, schema: Schema, subject: str, report: Da
         report.add(ERROR, subject, "every feature column is constant or empty in every row: nothing to train on")
 
 
-def _comparable(column: pd.Series, modality: str) -> pd.Series:
-    """A column's cells as training compares them (numbers parsed, categories by the one category rule)."""
+def _as_trained(column: pd.Series, modality: str) -> pd.Series:
+    """A column's cells as the members see them: numbers parsed (missing 0), categories by the one category
+    rule (missing "unknown"), text cleaned (missing "")."""
     from multimodal.features import category_text, clean_text
 
     if modality == "numeric":

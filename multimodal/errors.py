@@ -38,3 +38,13 @@ class AlgorithmError(MultimodalError):
 
 class NotFittedError(UserError):
     """A predict-like method was called before ``fit`` or ``load``."""
+
+
+class RowsWithoutData(UserError):
+    """Rows in which every feature is missing (images that cannot be decoded count as missing): a prediction
+    for them would answer for data the caller did not send. ``positions`` are 0-based row positions."""
+
+    def __init__(self, positions):
+        self.positions = [int(p) for p in positions]
+        super().__init__(f"row {self.positions[0] + 1}: every feature is missing or undecodable "
+                         f"({len(self.positions)} such row(s)).")

@@ -72,9 +72,10 @@ def clean_text(value) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
-_LEADING_ZERO = re.compile(r"^[+-]?0\d")   # "007", "01234": identifiers, kept as written
+_PLAIN_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_INTEGER_TEXT = re.compile(r"^[+-]?[0-9]+$")
+_LEADING_ZERO = re.compile(r"^[+-]?0[0-9]")   # "007", "01234": identifiers, kept as written
+_BOOLEANS = {"true": "True", "false": "False"}
 
 
 def _number_category(number: float) -> str:
@@ -89,8 +90,8 @@ def category_text(value) -> str:
     """One categorical cell as text, by one rule for CSV text, JSON numbers and Python values: a number is
     written the shortest way, so the CSV text "12.0", "12" and "+12", the JSON numbers 12.0 and 12 are one
     category, as are "12.50" and 12.5; numbers with leading zeros ("007") are identifiers and stay as written;
-    missing (None, NaN, blank) is ``MISSING_CATEGORY``."""
-    if value is None:
+    ``true``/``false`` in any case are the JSON booleans; missing (None, NaN, NA, blank) is ``MISSING_CATEGORY``."""
+    if value is None or value is pd.NA or value is pd.NaT:
         return MISSING_CATEGORY
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
@@ -101,6 +102,8 @@ def category_text(value) -> str:
     text = str(value).strip()
     if not text:
         return MISSING_CATEGORY
+    if text.lower() in _BOOLEANS:
+        return _BOOLEANS[text.lower()]
     if _PLAIN_NUMBER.match(text) and not _LEADING_ZERO.match(text):
         if _INTEGER_TEXT.match(text):
             return str(int(text))

@@ -55,3 +55,10 @@ def report_unusable_gpu(cuda_available: bool, cuda_version: str | None) -> str |
     if reason:
         logger.error("%s", reason)
     return reason
+
+
+def report_this_machine() -> str | None:
+    """``report_unusable_gpu`` for this process's torch (imported here, so callers need not)."""
+    import torch
+
+    return report_unusable_gpu(torch.cuda.is_available(), torch.version.cuda)

@@ -25,7 +25,7 @@ def integer_labels(columns: Iterable[pd.Series]) -> bool:
     Python writes it: then the labels are integers, else text. One rule over all channels of a job."""
     found = False
     for labels in columns:
-        text = labels.astype(str).str.strip()
+        text = _label_text(labels)
         present = text[text != ""]
         if len(present) and not present.str.match(_CANONICAL_INTEGER).all():
             return False
@@ -33,10 +33,14 @@ def integer_labels(columns: Iterable[pd.Series]) -> bool:
     return found
 
 
+def _label_text(labels: pd.Series) -> pd.Series:
+    return labels.where(labels.notna(), "").astype(str).str.strip()
+
+
 def label_values(labels: pd.Series, as_integers: bool | None = None) -> pd.Series:
     """Label cells (text) as values: integers when ``as_integers`` (default: ``integer_labels([labels])``),
     else the stripped text; an empty cell is missing (None)."""
-    text = labels.astype(str).str.strip()
+    text = _label_text(labels)
     if as_integers is None:
         as_integers = integer_labels([labels])
     if as_integers:
@@ -49,10 +53,6 @@ def to_json_value(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _sort_key(value):
-    return (type(value).__name__, value)
 
 
 def label_key(value):
@@ -86,7 +86,7 @@ class LabelMap:
                 "classification needs at least 2 classes."
             )
         try:
-            ordered = sorted(values, key=_sort_key)
+            ordered = sorted(values, key=label_key)
         except TypeError:
             ordered = sorted(values, key=lambda v: (type(v).__name__, str(v)))
         return cls(tuple(ordered))

@@ -14,7 +14,7 @@ import pandas as pd
 
 from multimodal import hyperparameters as hp
 from multimodal.budget import TimeBudget
-from multimodal.errors import NotFittedError, PlatformError, UserError
+from multimodal.errors import NotFittedError, PlatformError, RowsWithoutData, UserError
 from multimodal.features import ModalityFrames, describe_row, split_modalities
 from multimodal.labels import RARE_CLASS_ROWS, LabelMap, drop_missing_labels, sentinel_labels
 from multimodal.model_config import ModalityEntry, ModelConfig
@@ -443,12 +443,16 @@ class MultimodalClassifier:
         return inputs
 
     # -- prediction -------------------------------------------------------------------------------
-    def predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Class probabilities: one column per original class, rows sum to 1, ``data``'s index."""
+    def predict_proba(self, data: pd.DataFrame, require_data: bool = False) -> pd.DataFrame:
+        """Class probabilities: one column per original class, rows sum to 1, ``data``'s index.
+
+        ``require_data``: raise ``RowsWithoutData`` instead of predicting rows whose every feature is missing
+        (an image that cannot be decoded counts as missing), as the inference server does.
+        """
         self._check_fitted("predict_proba")
         if not isinstance(data, pd.DataFrame):
             raise UserError(f"predict_proba() takes a pandas DataFrame; got {type(data).__name__}.")
-        fusion_inputs = self.fusion_inputs(data)
+        fusion_inputs = self.fusion_inputs(data, require_data=require_data)
         proba = self.fusion_blend_.predict_proba(fusion_inputs)
         return pd.DataFrame(proba, index=data.index, columns=pd.Index(self.classes_))
 
@@ -463,21 +467,28 @@ class MultimodalClassifier:
         index = proba.index if isinstance(proba, pd.DataFrame) else None
         return self.label_map_.decode(np.argmax(np.asarray(proba), axis=1), index=index)
 
-    def fusion_inputs(self, data: pd.DataFrame) -> np.ndarray:
-        """The concatenated per-modality probabilities the fusion network takes, for ``data``."""
+    def fusion_inputs(self, data: pd.DataFrame, require_data: bool = False) -> np.ndarray:
+        """The concatenated per-modality probabilities the fusion network takes, for ``data``
+        (``require_data``: see ``predict_proba``)."""
         self._check_fitted("fusion_inputs")
         frames = split_modalities(data, self.schema_)
+        informed = np.zeros(len(data), dtype=bool)
+        for kind, _ in frames.tabular():
+            informed |= frames.missing_fraction[kind] < 1.0
         parts = []
         for model, entry in zip(self.modalities_, self._modality_entries):
             if entry.kind == "image":
                 column = entry.columns[0]
-                embeddings, _, _ = self._embedder().embed(frames.images[column].tolist(), column,
-                                                          lambda row: describe_row(data, row))
+                embeddings, missing, _ = self._embedder().embed(frames.images[column].tolist(), column,
+                                                                lambda row: describe_row(data, row))
+                informed |= ~missing
                 projection = self._projections.get(entry.name)
                 features = _embedding_frame(projection.transform(embeddings) if projection else embeddings)
             else:
                 features = _tabular_features(frames, entry)
             parts.append(model.predict_proba(features))
+        if require_data and not informed.all():
+            raise RowsWithoutData(np.flatnonzero(~informed))
         return np.concatenate(parts, axis=1)
 
     def modality_columns(self) -> list[tuple[str, slice]]:

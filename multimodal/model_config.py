@@ -89,6 +89,10 @@ class ModelConfig:
                                     f"{'object' if kind is dict else 'list'}; {_REMEDY}")
         _check_keys(path, "schema", data["schema"], required=SCHEMA_KEYS, optional=("ignored",))
         _check_keys(path, "fusion", data["fusion"], required=("path",), optional=None)
+        if data.get("image_weights") is not None:
+            if not isinstance(data["image_weights"], dict):
+                raise PlatformError(f"{path}: 'image_weights' is not an object; {_REMEDY}")
+            _check_keys(path, "image_weights", data["image_weights"], required=("name", "sha256"), optional=None)
         if len(data["classes"]) < 2 or not data["modalities"]:
             raise PlatformError(f"{path}: {len(data['classes'])} class(es) and {len(data['modalities'])} member(s); "
                                 f"a fitted model has at least 2 and 1. {_REMEDY}")

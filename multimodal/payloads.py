@@ -80,10 +80,16 @@ def response_format(accept: str | None, default_probabilities: bool) -> tuple[st
 
 @dataclass
 class ParsedPayload:
-    """The records of one request: features as text cells, and the input line of each record."""
+    """The records of one request: features as text cells, and the input line of each record (for a JSON
+    list, its record number)."""
 
     frame: pd.DataFrame
     lines: list[int]
+    unit: str = "line"
+
+    def place(self, position: int) -> str:
+        """'line N' (or 'record N') of the record at ``position``."""
+        return f"{self.unit} {self.lines[position]}"
 
 
 def _decode(body: bytes) -> str:
@@ -155,7 +161,8 @@ def _record_cells(item, where: str, columns: list[str], features: set[str]) -> l
                                f"({_shown(columns)}).")
         return [_cell(value, where, column) for value, column in zip(item, columns)]
     if not isinstance(item, dict):
-        raise PayloadError(f"{where}: expected a JSON object keyed by column name, got {type(item).__name__}.")
+        raise PayloadError(f"{where}: expected a JSON object keyed by column name (or a list of values in column "
+                           f"order), got {type(item).__name__}.")
     unknown = [key for key in item if key not in columns and key != LABEL_COLUMN]
     if unknown:
         raise PayloadError(f"{where}: unknown key(s) {_shown(unknown)}; the model's columns are {_shown(columns)} "
@@ -208,8 +215,10 @@ def parse_json(body: bytes, schema: Schema) -> ParsedPayload:
     if not isinstance(data, list):
         raise PayloadError("line 1: expected a JSON list of objects keyed by column name (or {\"instances\": "
                            "[...]}).")
-    return _records_frame(data, [f"record {i}" for i in range(1, len(data) + 1)], list(range(1, len(data) + 1)),
-                          schema)
+    parsed = _records_frame(data, [f"record {i}" for i in range(1, len(data) + 1)], list(range(1, len(data) + 1)),
+                            schema)
+    parsed.unit = "record"
+    return parsed
 
 
 PARSERS = {CSV: parse_csv, JSON_LINES: parse_json_lines, JSON: parse_json}
@@ -229,18 +238,14 @@ def parse_payload(body: bytes, content_type: str | None, schema: Schema) -> Pars
         try:
             empty &= parse_numeric(parsed.frame, column)[1]
         except BadValueError as error:
-            raise PayloadError(f"{_where(parsed, kind, error.position)}, column '{column}': "
+            raise PayloadError(f"{parsed.place(error.position)}, column '{column}': "
                                f"{str(error.value)[:60]!r} {error.problem}.") from None
     if empty.any():
         position = int(np.flatnonzero(empty)[0])
-        raise PayloadError(f"{_where(parsed, kind, position)}: every feature is missing ({int(empty.sum())} such "
+        raise PayloadError(f"{parsed.place(position)}: every feature is missing ({int(empty.sum())} such "
                            "record(s)); a prediction needs a value in at least one of the columns "
                            + _shown(list(schema.feature_columns)) + ".")
     return parsed
-
-
-def _where(parsed: ParsedPayload, kind: str, position: int) -> str:
-    return f"line {parsed.lines[position]}" if kind != JSON else f"record {position + 1}"
 
 
 def _plain(value):

@@ -36,8 +36,10 @@ class _GunicornApplication(BaseApplication):
 
 def load_model(paths: SageMakerPaths):
     """The fitted model from the model directory (image weights: $MULTIMODAL_IMAGE_WEIGHTS, else as trained)."""
+    from multimodal.gpu import report_this_machine
     from multimodal.model import MultimodalClassifier
 
+    report_this_machine()
     return MultimodalClassifier.load(paths.model_dir)
 
 

@@ -6,6 +6,8 @@ in-sample (the original algorithm's way) when asked.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib.util
 import logging
 import shutil
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from multimodal.errors import UserError
+from multimodal.errors import PlatformError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def visible_gpus() -> int:
     if not count:
         import torch
 
-        report_unusable_gpu(False, torch.version.cuda)
+        report_unusable_gpu(torch.cuda.is_available(), torch.version.cuda)
     return count
 
 
@@ -81,9 +83,10 @@ class MemberNotTrained(UserError):
     in the user's terms. The classifier skips the member and goes on with the others."""
 
 
-def constant_columns(features: pd.DataFrame) -> list[str]:
-    """The columns with a single value in every row (constant, or missing everywhere after imputation)."""
-    return [c for c in features.columns if features[c].nunique(dropna=False) <= 1]
+def all_columns_constant(features: pd.DataFrame) -> bool:
+    """Whether every column has a single value in every row (constant, or missing everywhere after imputation);
+    stops at the first column that varies, so 2048 image features cost one comparison as a rule."""
+    return all(features[c].nunique(dropna=False) <= 1 for c in features.columns)
 
 
 @dataclass
@@ -155,9 +158,8 @@ def fit_modality(
     present = sorted(int(v) for v in np.unique(labels))
     if len(present) < 2:
         raise MemberNotTrained("its rows have a single label value")
-    constant = constant_columns(features)
-    if len(constant) == features.shape[1]:
-        shown = constant[:5] + (["..."] if len(constant) > 5 else [])
+    if all_columns_constant(features):
+        shown = list(features.columns[:5]) + (["..."] if features.shape[1] > 5 else [])
         raise MemberNotTrained(f"every column has the same value in every row (constant or missing): {shown}")
     layout = list(range(n_classes)) + ([n_classes] if n_classes in present else [])
     if not features.index.equals(pd.RangeIndex(len(features))):
@@ -176,7 +178,7 @@ def fit_modality(
     predictor = _fit_predictor(data, path, problem_type, eval_metric, hyperparameter_preset(quality, num_gpus),
                                max(0.01, time_limit), fit_kwargs)
     if not predictor.model_names():
-        if not predictor.features():
+        if not predictor.features(feature_stage="transformed"):
             raise MemberNotTrained("AutoGluon's feature generation left no usable feature (constant, missing or "
                                    "unusable values)")
         logger.warning("modality '%s': no model of quality %r finished within its %.1f s share of the time budget; "
@@ -188,15 +190,16 @@ def fit_modality(
             raise MemberNotTrained("AutoGluon trained no model, even without a time limit")
     model = ModalityModel(name=name, path=path, layout=layout, predictor=predictor)
     del data
-    if stacking == OUT_OF_FOLD:
-        train_proba = _out_of_fold(predictor, features, layout)
-    else:
-        train_proba = model.predict_proba(features)
-    best = predictor.model_best
-    model.leaderboard = predictor.leaderboard(silent=True)
-    score = model.leaderboard.set_index("model").loc[best, "score_val"]
-    predictor.delete_models(models_to_keep="best", dry_run=False)
-    predictor.save_space()
+    with _member_failures():
+        if stacking == OUT_OF_FOLD:
+            train_proba = _out_of_fold(predictor, features, layout)
+        else:
+            train_proba = model.predict_proba(features)
+        best = predictor.model_best
+        model.leaderboard = predictor.leaderboard(silent=True)
+        score = model.leaderboard.set_index("model").loc[best, "score_val"]
+        predictor.delete_models(models_to_keep="best", dry_run=False)
+        predictor.save_space()
     logger.info(
         "modality '%s': fitted %d rows x %d features in %.1f s (budget %.0f s); best model %s, "
         "validation %s %.4f; %d label values (%s)",
@@ -212,12 +215,28 @@ def _fit_predictor(data, path: Path, problem_type: str, eval_metric: str, hyperp
 
     predictor = TabularPredictor(label=LABEL, problem_type=problem_type, eval_metric=eval_metric, path=str(path),
                                  verbosity=0)
-    try:
+    with _member_failures():
         predictor.fit(data, hyperparameters=hyperparameters, time_limit=time_limit, **fit_kwargs)
-    except Exception as error:  # noqa: BLE001 - whatever AutoGluon fails of, this member is lost, not the job
+    return predictor
+
+
+@contextlib.contextmanager
+def _member_failures():
+    """What AutoGluon fails of while fitting or summing up a member: this member is lost, not the job. Memory
+    and disk are the machine's problem, for every member alike: they stop the job with what to change."""
+    try:
+        yield
+    except MemoryError as error:
+        raise PlatformError("AutoGluon ran out of memory; use an instance type with more memory, a smaller "
+                            "quality, or image_components to shrink the image features.", caused_by=error) from error
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise MemberNotTrained(f"AutoGluon failed on it ({type(error).__name__}: {error})") from error
+        raise PlatformError("the disk is full: AutoGluon could not write its models; give the training job a larger "
+                            "volume (VolumeSizeInGB).", caused_by=error) from error
+    except Exception as error:  # noqa: BLE001 - anything else inside AutoGluon concerns this member only
         reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         raise MemberNotTrained(f"AutoGluon failed on it ({type(error).__name__}: {reason})") from error
-    return predictor
 
 
 def _out_of_fold(predictor, features: pd.DataFrame, layout: list[int]) -> np.ndarray:

@@ -156,6 +156,9 @@ def read_channels(paths: SageMakerPaths, channels: dict[str, dict]) -> tuple[pd.
     for table in tables:
         table[LABEL_COLUMN] = label_values(table[LABEL_COLUMN], as_integers)
     if validation is not None:
+        if validation[LABEL_COLUMN].isna().all():
+            raise UserError("channel 'validation' has no row with a 'label' value; the validation report needs "
+                            "labelled rows (or leave the channel out).")
         unseen = unseen_labels(train[LABEL_COLUMN].dropna(), validation[LABEL_COLUMN])
         if unseen:
             raise UserError(f"channel 'validation' has label value(s) {unseen[:10]} that channel 'train' never has; "
@@ -211,17 +214,21 @@ def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None,
     lines = []
     for name, metrics in model.training_report_["modalities"].items():
         lines += metric_lines(f"train:{name}", metrics)
+    codes = proba = None
     if validation is not None:
-        scored, codes, proba = evaluate(model, validation)
-        report["validation"] = {"source": "validation channel", **scored}
-        title = f"validation channel ({len(codes)} rows)"
+        try:
+            scored, codes, proba = evaluate(model, validation)
+            report["validation"] = {"source": "validation channel", **scored}
+            title = f"validation channel ({len(codes)} rows)"
+        except Exception as error:  # noqa: BLE001 - the training part of the report is still worth writing
+            logger.error("the validation report failed (%s: %s); metrics.json has the training part only",
+                         type(error).__name__, error, exc_info=True)
+            report["validation_error"] = f"{type(error).__name__}: {error}"
     elif model.fusion_holdout_ is not None:
         report["validation"] = {"source": "fusion network hold-out split of the training rows",
                                 "fusion": model.training_report_["fusion_holdout"]}
         codes, proba = model.fusion_holdout_
         title = f"fusion hold-out split of the training rows ({len(codes)} rows)"
-    else:
-        codes = proba = None
     if "validation" in report:
         lines += metric_lines("validation", report["validation"]["fusion"])
         for name, metrics in report["validation"].get("modalities", {}).items():

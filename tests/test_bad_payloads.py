@@ -86,6 +86,10 @@ CASES = [
     ("only commas: every value missing", b",,,,,,\n", CSV, {}, 400, "line 1: every feature is missing"),
     ("an ID and nothing else", b"r9,,,,,,\n", CSV, {}, 400, "line 1: every feature is missing"),
     ("numeric missing tokens only", b",,,nan,NA,,\n", CSV, {}, 400, "every feature is missing"),
+    ("an undecodable image and nothing else", (row() + "r2,,,,,,%%%not base64%%%\n").encode(), CSV, {}, 400,
+     "line 2: every feature is missing or undecodable"),
+    ("JSON: a bomb header as the only feature", json.dumps([{"title_text": "x"}, {"photo_image": png_header_only(
+        1, 1_000_000)}]).encode(), JSON, {}, 400, "record 2: every feature is missing or undecodable"),
     ("4 MB text cell", row(body_text="word " * 800_000).encode(), CSV, {}, 200, ""),
     ("10 MB text cell", row(body_text="word " * 2_000_000).encode(), CSV, {}, 413, "MaxPayloadInMB"),
     ("payload over MaxPayloadInMB", (row(JPEG) * 20_000).encode(), CSV, {}, 413, "MaxPayloadInMB (6 MB)"),

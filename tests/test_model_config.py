@@ -51,6 +51,7 @@ def _edited(tmp_path, change):
     (lambda d: d.update(modalities={}), "'modalities' is a JSON dict, expected a list"),
     (lambda d: d.update(modalities=[]), "at least 2 and 1"),
     (lambda d: d["modalities"].append("num"), "modalities[2] is not an object"),
+    (lambda d: d.update(image_weights={"name": "random(seed=0)"}), "'image_weights' lacks key(s) ['sha256']"),
 ])
 def test_missing_or_unknown_keys_are_one_line_reasons(tmp_path, change, words):
     _edited(tmp_path, change)

@@ -177,3 +177,30 @@ def test_metric_definitions_and_tuning_objectives_are_valid():
 def test_strict_shape_check_catches_what_botocore_skips():
     found = aws_shapes.problems({"Name": "x" * 300, "Type": "Bogus"}, aws_shapes.shape("HyperParameterSpecification"))
     assert any("longer than 256" in p for p in found) and any("'Bogus' is not one of" in p for p in found)
+
+
+def test_the_budget_counts_from_the_job_start_and_a_failing_report_keeps_the_model(tmp_path, monkeypatch, caplog):
+    """In process: 6 s spent before the fit (a slow channel) come off the fit's budget; a report that fails
+    after the model is saved is logged as an ERROR, and the model stays."""
+    from multimodal import training_job
+    from multimodal.paths import SageMakerPaths
+
+    root = make_tree(tmp_path, {"train": [make_frame(40).drop(columns=["photo_image"])]},
+                     {"quality": "toy", "n_mins": "0", "n_secs": "50", "num_folds": "2", "n_epochs": "20"})
+    read = training_job.read_channels
+
+    def slow_read(*args):
+        time.sleep(6)
+        return read(*args)
+
+    def failing_report(*args):
+        raise RuntimeError("the report broke")
+
+    monkeypatch.setattr(training_job, "read_channels", slow_read)
+    monkeypatch.setattr(training_job, "write_reports", failing_report)
+    with caplog.at_level("INFO"):
+        training_job.run_training(SageMakerPaths(root))
+    budget = float(re.search(r"time budget (\d+) s", caplog.text).group(1))
+    assert budget <= 44, caplog.text[-2000:]
+    assert "the model is saved, but the training report failed (RuntimeError: the report broke)" in caplog.text
+    assert (root / "model" / "model_config.json").is_file()
