@@ -24,7 +24,7 @@ MISSING_CATEGORY = "unknown"
 # nothing from more, and one 50 MB cell would otherwise cost gigabytes of vocabulary.
 MAX_TEXT_CHARS = 100_000
 # Spellings of "no value" accepted in numeric columns (case-insensitive); text keeps them as text.
-NUMERIC_MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+NUMERIC_MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})   # "?": UCI and ARFF data
 _TAG = re.compile(r"<[^>]{0,200}>")
 _SPACE = re.compile(r"\s+")
 

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multimodal.features import NUMERIC_MISSING_TOKENS
 from multimodal.payloads import (CSV, JSON, JSON_LINES, PayloadError, encode_results, parse_payload, request_format,
                                  response_format)
 from multimodal.schema import infer_schema
@@ -103,7 +104,7 @@ def test_any_key_set_is_parsed_exactly_or_refused_with_a_400(records, kind):
     acceptable = all(set(r) <= known and set(r) & features and any(_present(r.get(c), c) for c in features)
                      for r in records)
     numbers_ok = all(r.get("x_num") is None or isinstance(r["x_num"], int) or r["x_num"].strip().lower() in
-                     ("", "nan", "na", "n/a", "null", "none") or _is_number(r["x_num"]) for r in records)
+                     NUMERIC_MISSING_TOKENS or _is_number(r["x_num"]) for r in records)
     try:
         parsed = parse(body, kind)
     except PayloadError as error:
@@ -119,8 +120,7 @@ def test_any_key_set_is_parsed_exactly_or_refused_with_a_400(records, kind):
 def _present(value, column):
     if value is None or (isinstance(value, str) and not value.strip()):
         return False
-    return not (column == "x_num" and isinstance(value, str) and value.strip().lower() in ("nan", "na", "n/a",
-                                                                                         "null", "none"))
+    return not (column == "x_num" and isinstance(value, str) and value.strip().lower() in NUMERIC_MISSING_TOKENS)
 
 
 def _is_number(text):
