@@ -274,11 +274,13 @@ def report(minutes: float, rival: str = "autogluon") -> str:
         for path in sorted((RESULTS / f"{minutes:g}min" / dataset).glob("split*/*.json")):
             record = json.loads(path.read_text())
             records.setdefault(record["model"], {})[record["split"]] = record
+        shown = set()
         for model in sorted(m for m in records if m.startswith("ours")):
-            for split_seed, record in sorted({**records.get(rival, {}), **records[model]}.items()):
+            for split_seed in sorted({**records.get(rival, {}), **records[model]}):
                 for name in (model, rival):
                     failure = records.get(name, {}).get(split_seed, {}).get("failed")
-                    if failure:
+                    if failure and (name, split_seed) not in shown:
+                        shown.add((name, split_seed))
                         lines.append(f"| {dataset} | | {name} | split {split_seed} | | failed: {failure[:120]} "
                                      "| | | | | | | |")
             alone = sorted(s for s in set(records[model]) & set(records.get(rival, {}))
