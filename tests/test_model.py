@@ -172,12 +172,12 @@ def test_predict_before_fit_fails():
 
 
 def test_params_follow_the_estimator_contract():
-    model = MultimodalClassifier(quality="light")
-    assert model.get_params()["quality"] == "light"
+    model = MultimodalClassifier(quality="default")
+    assert model.get_params()["quality"] == "default"
     assert model.set_params(n_epochs=3) is model and model.n_epochs == 3
     with pytest.raises(UserError, match="unknown parameter 'epochs'"):
         model.set_params(epochs=3)
-    assert repr(model) == "MultimodalClassifier(quality='light', n_epochs=3)"
+    assert repr(model) == "MultimodalClassifier(quality='default', n_epochs=3)"
 
 
 def test_integer_labels_in_sample_stacking_and_the_time_budget_split(monkeypatch):
