@@ -175,10 +175,15 @@ def fit_modality(
             num_bag_folds=num_folds, num_bag_sets=1, num_stack_levels=0,
             ag_args_ensemble={"fold_fitting_strategy": "sequential_local"},
         )
-    predictor = _fit_predictor(data, path, problem_type, eval_metric, hyperparameter_preset(quality, num_gpus),
-                               max(0.01, time_limit), fit_kwargs)
-    if not predictor.model_names():
-        if not predictor.features(feature_stage="transformed"):
+    try:
+        predictor = _fit_predictor(data, path, problem_type, eval_metric, hyperparameter_preset(quality, num_gpus),
+                                   max(0.01, time_limit), fit_kwargs)
+    except MemberNotTrained as error:
+        if not _ran_out_of_time(error.__cause__):
+            raise
+        predictor = None   # the share was spent before AutoGluon could start a model
+    if predictor is None or not predictor.model_names():
+        if predictor is not None and not predictor.features(feature_stage="transformed"):
             raise MemberNotTrained("AutoGluon's feature generation left no usable feature (constant, missing or "
                                    "unusable values)")
         logger.warning("modality '%s': no model of quality %r finished within its %.1f s share of the time budget; "
@@ -219,6 +224,15 @@ def _fit_predictor(data, path: Path, problem_type: str, eval_metric: str, hyperp
     with _member_failures():
         predictor.fit(data, hyperparameters=hyperparameters, time_limit=time_limit, **fit_kwargs)
     return predictor
+
+
+def _ran_out_of_time(error: BaseException | None) -> bool:
+    """Whether AutoGluon stopped because the time limit was spent (its own exception, or the assertion it makes
+    when preprocessing alone used up the limit)."""
+    from autogluon.core.utils.exceptions import TimeLimitExceeded
+
+    return isinstance(error, TimeLimitExceeded) or (isinstance(error, AssertionError)
+                                                    and "Not enough time left" in str(error))
 
 
 @contextlib.contextmanager

@@ -207,8 +207,8 @@ def test_any_image_gives_a_224_crop_or_counts_as_missing(image_format, mode, wid
     try:
         data = bytearray(_encode(image_format, mode, width, height, frames if image_format in ("GIF", "TIFF", "PNG",
                                                                                                  "WEBP") else 1, seed))
-    except (OSError, ValueError, KeyError, RuntimeError):
-        assume(False)   # Pillow cannot write this combination
+    except Exception:  # noqa: BLE001 - Pillow cannot write this combination (the writer is not under test)
+        assume(False)
     for position in flips:
         data[position % len(data)] ^= 0x5A
     cell = base64.b64encode(bytes(data)).decode()
