@@ -159,8 +159,6 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
 
 
 def error_status(error: BaseException) -> int:
-    """The HTTP status of an error the library raised on purpose: the caller's mistake 400, the model's or the
-    environment's 500."""
-    if isinstance(error, PayloadError):
-        return error.status
+    """The HTTP status of an error the library raised on purpose (a ``PayloadError`` carries its own): the
+    caller's mistake 400, the model's or the environment's 500."""
     return 400 if isinstance(error, UserError) else 500

@@ -173,14 +173,14 @@ def _record_cells(item, where: str, columns: list[str], features: set[str]) -> l
     return [_cell(item.get(c), where, c) for c in columns]
 
 
-def _records_frame(objects: list, places: list[str], lines: list[int], schema: Schema) -> ParsedPayload:
+def _records_frame(objects: list, lines: list[int], unit: str, schema: Schema) -> ParsedPayload:
     columns = list(schema.inference_columns)
     features = set(schema.feature_columns)
-    rows = [_record_cells(item, where, columns, features) for item, where in zip(objects, places)]
+    rows = [_record_cells(item, f"{unit} {line}", columns, features) for item, line in zip(objects, lines)]
     if not rows:
         raise PayloadError("the payload holds no records.")
     frame = pd.DataFrame(rows, columns=columns, dtype=object)
-    return ParsedPayload(frame, lines)
+    return ParsedPayload(frame, lines, unit)
 
 
 def parse_json_lines(body: bytes, schema: Schema) -> ParsedPayload:
@@ -196,7 +196,7 @@ def parse_json_lines(body: bytes, schema: Schema) -> ParsedPayload:
         except RecursionError:
             raise PayloadError(f"line {number}: JSON nested too deeply; send one flat object per line.") from None
         lines.append(number)
-    return _records_frame(objects, [f"line {n}" for n in lines], lines, schema)
+    return _records_frame(objects, lines, "line", schema)
 
 
 def parse_json(body: bytes, schema: Schema) -> ParsedPayload:
@@ -215,10 +215,7 @@ def parse_json(body: bytes, schema: Schema) -> ParsedPayload:
     if not isinstance(data, list):
         raise PayloadError("line 1: expected a JSON list of objects keyed by column name (or {\"instances\": "
                            "[...]}).")
-    parsed = _records_frame(data, [f"record {i}" for i in range(1, len(data) + 1)], list(range(1, len(data) + 1)),
-                            schema)
-    parsed.unit = "record"
-    return parsed
+    return _records_frame(data, list(range(1, len(data) + 1)), "record", schema)
 
 
 PARSERS = {CSV: parse_csv, JSON_LINES: parse_json_lines, JSON: parse_json}
