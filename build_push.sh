@@ -80,7 +80,7 @@ echo "inference image: ${uris[1]}"
 if [ -n "$algorithm" ]; then
   python="${PYTHON:-$root/.venv/bin/python}"
   [ -x "$python" ] || python=python3
-  "$python" -m multimodal.algorithm_spec --name "$algorithm" --training-image "${uris[0]}" \
+  "$python" -m multimodal.sagemaker.algorithm_spec --name "$algorithm" --training-image "${uris[0]}" \
     --inference-image "${uris[1]}" --output build/create-algorithm.json $([ "$gpu" = 1 ] && echo --gpu)
   echo "request: build/create-algorithm.json"
   run aws sagemaker create-algorithm --region "$region" --cli-input-json "file://build/create-algorithm.json"

@@ -40,13 +40,13 @@ sys.path.insert(0, str(common.ROOT / "scripts"))
 import build_demo_dataset as demo_data  # noqa: E402
 
 from multimodal import MultimodalClassifier  # noqa: E402
-from multimodal.blend import describe_weights  # noqa: E402
-from multimodal.features import split_modalities  # noqa: E402
-from multimodal.importance import describe_importance  # noqa: E402
-from multimodal.labels import LabelMap  # noqa: E402
-from multimodal.metrics import classification_metrics  # noqa: E402
-from multimodal.model import JOINT_KIND  # noqa: E402
-from multimodal.schema import LABEL_COLUMN, infer_schema  # noqa: E402
+from multimodal.classifier.blend import describe_weights  # noqa: E402
+from multimodal.classifier.features import split_modalities  # noqa: E402
+from multimodal.classifier.importance import describe_importance  # noqa: E402
+from multimodal.classifier.labels import LabelMap  # noqa: E402
+from multimodal.classifier.metrics import classification_metrics  # noqa: E402
+from multimodal.classifier.estimator import JOINT_KIND  # noqa: E402
+from multimodal.classifier.schema import LABEL_COLUMN, infer_schema  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "multimodal-wheels"
 SEED = 7
@@ -119,8 +119,8 @@ def split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def early_fusion(train: pd.DataFrame, test: pd.DataFrame, params: dict, image_weights: str, work: Path):
     """One AutoGluon predictor on every feature column (images as their 2048 ResNet50 features)."""
-    from multimodal.images import ImageEmbedder
-    from multimodal.tabular import fit_modality
+    from multimodal.classifier.images import ImageEmbedder
+    from multimodal.classifier.tabular import fit_modality
 
     schema = infer_schema(train.columns, warn=False)
     label_map = LabelMap.fit(train[LABEL_COLUMN])

@@ -17,7 +17,7 @@ from pathlib import Path
 import common
 import torch  # noqa: F401 - before tensorflow
 
-from multimodal.model import MultimodalClassifier
+from multimodal.classifier.estimator import MultimodalClassifier
 
 
 def size_mb(path: Path) -> float:

@@ -16,7 +16,7 @@ import time
 
 import common
 
-from multimodal.transform import LocalServer
+from multimodal.tooling.transform import LocalServer
 
 PHASES = r'''
 import sys, time
@@ -24,15 +24,15 @@ started = time.perf_counter()
 def lap(name):
     global started
     now = time.perf_counter(); print(f"{name}|{now - started:.2f}", flush=True); started = now
-import multimodal.server, multimodal.app; lap("import flask, gunicorn, the app")
+import multimodal.sagemaker.serving.server, multimodal.sagemaker.serving.app; lap("import flask, gunicorn, the app")
 import torch, torchvision; lap("import torch + torchvision (image models only)")
 import autogluon.tabular; lap("import autogluon.tabular")
 from pathlib import Path
-from multimodal.model import MultimodalClassifier
-from multimodal.model_config import ModelConfig
-from multimodal.tabular import ModalityModel
-from multimodal.fusion_network import FusionNetwork
-from multimodal.images import ImageEmbedder
+from multimodal.classifier.estimator import MultimodalClassifier
+from multimodal.classifier.model_config import ModelConfig
+from multimodal.classifier.tabular import ModalityModel
+from multimodal.classifier.fusion_network import FusionNetwork
+from multimodal.classifier.images import ImageEmbedder
 directory = Path(sys.argv[1]); config = ModelConfig.read(directory)
 models = [ModalityModel.load(e.name, directory / e.path, e.layout) for e in config.modalities]
 lap(f"load + persist {len(models)} AutoGluon predictors")

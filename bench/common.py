@@ -72,7 +72,7 @@ def bench_model(with_images: bool, quality: str = "toy") -> Path:
         return directory
     import torch  # noqa: F401 - before tensorflow
 
-    from multimodal.model import MultimodalClassifier
+    from multimodal.classifier.estimator import MultimodalClassifier
 
     train = demo_frame("train", with_images)
     print(f"training a {quality} benchmark model on {len(train)} demo rows ({'with' if with_images else 'without'} "
@@ -84,7 +84,7 @@ def bench_model(with_images: bool, quality: str = "toy") -> Path:
 
 def demo_frame(split: str, with_images: bool = True):
     """The bundled demo data set (``train`` or ``test``), optionally without its image column."""
-    from multimodal.csv_input import read_training_csv
+    from multimodal.sagemaker.csv_input import read_training_csv
 
     frame = read_training_csv([ROOT / "data" / "demo" / f"{split}.csv"])
     return frame if with_images else frame.drop(columns=[c for c in frame.columns if c.endswith("_image")])

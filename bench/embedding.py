@@ -16,9 +16,7 @@ import common  # noqa: F401 - sets sys.path and the weights setting first
 import numpy as np
 import torch  # before tensorflow, always
 
-from multimodal import images
-
-
+from multimodal.classifier import images
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 

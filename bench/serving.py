@@ -18,9 +18,9 @@ import io
 import common
 import pandas as pd
 
-from multimodal.features import split_modalities
-from multimodal.model import MultimodalClassifier
-from multimodal.transform import LocalServer, mini_batches
+from multimodal.classifier.features import split_modalities
+from multimodal.classifier.estimator import MultimodalClassifier
+from multimodal.tooling.transform import LocalServer, mini_batches
 
 MAX_PAYLOAD = 6 * 1024 * 1024
 

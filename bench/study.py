@@ -176,7 +176,6 @@ def model_settings(model: str) -> dict:
 
 def fit_ours(train: pd.DataFrame, test: pd.DataFrame, minutes: float, settings: dict) -> tuple[np.ndarray, list]:
     from multimodal import MultimodalClassifier
-
     model = MultimodalClassifier(n_mins=minutes, image_weights="random").set_params(**settings).fit(train)
     return model.predict_proba(test).to_numpy(), list(model.classes_)
 
@@ -185,12 +184,12 @@ def fit_autogluon(train: pd.DataFrame, test: pd.DataFrame, minutes: float, prese
                   work: Path) -> tuple[np.ndarray, list]:
     from autogluon.tabular import TabularPredictor
 
-    from multimodal.schema import infer_schema
+    from multimodal.classifier.schema import infer_schema
 
     schema = infer_schema(train.columns, warn=False)
     embedder = None
     if schema.image:
-        from multimodal.images import ImageEmbedder
+        from multimodal.classifier.images import ImageEmbedder
 
         embedder = ImageEmbedder("random")
 

@@ -14,7 +14,7 @@ case "$IMAGE_WEIGHTS" in
     if [ -f /opt/program/docker/weights/resnet50-11ad3fa6.pth ]; then
       mv /opt/program/docker/weights/resnet50-11ad3fa6.pth "$checkpoints/"
     fi
-    python -c "from multimodal.images import build_backbone; print('baked ResNet50 weights:', build_backbone('imagenet')[1])" ;;
+    python -c "from multimodal.classifier.images import build_backbone; print('baked ResNet50 weights:', build_backbone('imagenet')[1])" ;;
   *)
     echo "IMAGE_WEIGHTS must be imagenet or random; got '$IMAGE_WEIGHTS'" >&2; exit 2 ;;
 esac

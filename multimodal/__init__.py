@@ -10,7 +10,7 @@ __all__ = ["MultimodalClassifier", "__version__"]
 
 def __getattr__(name: str):
     if name == "MultimodalClassifier":
-        from multimodal.model import MultimodalClassifier
+        from multimodal.classifier.estimator import MultimodalClassifier
 
         return MultimodalClassifier
     raise AttributeError(f"module 'multimodal' has no attribute {name!r}")

@@ -31,7 +31,6 @@ def test_frame():
 def fitted(train_frame):
     """One four-modality model fitted once for the whole session."""
     from multimodal import MultimodalClassifier
-
     return MultimodalClassifier(**FAST).fit(train_frame)
 
 
@@ -43,8 +42,8 @@ def saved_model_dir(fitted, tmp_path_factory):
 @pytest.fixture(scope="session")
 def app_client(fitted):
     """Flask's test client over the app serving the session's model (MaxPayloadInMB 1)."""
-    from multimodal.app import ModelHolder, create_app
-    from multimodal.server_settings import ServerSettings
+    from multimodal.sagemaker.serving.app import ModelHolder, create_app
+    from multimodal.sagemaker.serving.settings import ServerSettings
 
     holder = ModelHolder(lambda: fitted)
     app = create_app(holder, ServerSettings(max_payload_mb=1))

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from multimodal.app import ModelHolder, create_app
-from multimodal.server_settings import ServerSettings
+from multimodal.sagemaker.serving.app import ModelHolder, create_app
+from multimodal.sagemaker.serving.settings import ServerSettings
 from synthetic import csv_lines, jpeg_base64
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from multimodal.transform import LocalServer
+from multimodal.tooling.transform import LocalServer
 from synthetic import image_base64, jpeg_base64
 
 GOOD = "r1,a cat,purr meow,1.5,3,red,{image}\n"

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from multimodal.blend import NETWORK, FusionBlend
+from multimodal.classifier.blend import NETWORK, FusionBlend
 from multimodal.errors import PlatformError
-from multimodal.fusion_network import FusionNetwork
+from multimodal.classifier.fusion_network import FusionNetwork
 
 
 def _uniform_network(n_inputs, n_classes):

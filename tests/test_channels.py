@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
-from multimodal.channels import read_channel, validate_input_data_config
+from multimodal.sagemaker.channels import read_channel, validate_input_data_config
 from multimodal.errors import UserError
-from multimodal.paths import SageMakerPaths
+from multimodal.sagemaker.paths import SageMakerPaths
 
 CSV = "ID,x_num,label\n1,1.5,a\n2,2,b\n"
 

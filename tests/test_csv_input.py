@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multimodal.csv_input import list_data_files, read_csv_table, read_training_csv
+from multimodal.sagemaker.csv_input import list_data_files, read_csv_table, read_training_csv
 from multimodal.errors import UserError
 
 

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from multimodal.errors import UserError
-from multimodal.features import MISSING_CATEGORY, category_text, clean_text, split_modalities
-from multimodal.schema import infer_schema
+from multimodal.classifier.features import MISSING_CATEGORY, category_text, clean_text, split_modalities
+from multimodal.classifier.schema import infer_schema
 
 
 def frame():

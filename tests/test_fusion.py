@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from multimodal import fusion
+from multimodal.classifier import fusion
 from multimodal.errors import PlatformError
-from multimodal.fusion_network import FusionNetwork
+from multimodal.classifier.fusion_network import FusionNetwork
 
 
 def test_layer_sizes_follow_the_original_formula():

@@ -1,8 +1,8 @@
 """The GPU check: a GPU that is present but that CUDA cannot use is an ERROR that says why and what to do."""
 import logging
 
-from multimodal import algorithm_spec
-from multimodal.gpu import nvidia_driver, report_unusable_gpu, unusable_gpu_reason
+from multimodal.sagemaker import algorithm_spec
+from multimodal.classifier.gpu import nvidia_driver, report_unusable_gpu, unusable_gpu_reason
 
 
 def test_driver_version_is_read_from_proc(tmp_path):

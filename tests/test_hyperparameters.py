@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from multimodal import hyperparameters as hp
+from multimodal.classifier import hyperparameters as hp
 from multimodal.errors import UserError
-from multimodal.model import MultimodalClassifier
+from multimodal.classifier.estimator import MultimodalClassifier
 
 
 def test_defaults_are_typed():

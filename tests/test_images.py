@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from multimodal import images
+from multimodal.classifier import images
 from multimodal.errors import PlatformError, UserError
 from synthetic import image_base64, jpeg_base64
 

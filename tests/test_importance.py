@@ -1,6 +1,6 @@
 import numpy as np
 
-from multimodal.importance import block_shuffler, describe_importance, modality_importance
+from multimodal.classifier.importance import block_shuffler, describe_importance, modality_importance
 
 
 def _softmax(x):

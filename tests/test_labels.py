@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from multimodal.errors import UserError
-from multimodal.labels import LabelMap, drop_missing_labels, sentinel_labels
+from multimodal.classifier.labels import LabelMap, drop_missing_labels, sentinel_labels
 
 
 def test_string_labels_map_to_sorted_integers_and_back():
@@ -60,7 +60,7 @@ def test_sentinel_rule_uses_the_missing_fraction_threshold(threshold, expected):
     (["-3", "10", " 4 "], (-3, 4, 10)),        # canonical integers (spaces stripped): integers
 ])
 def test_csv_labels_are_typed_by_one_rule_and_never_collide(cells, classes):
-    from multimodal.labels import label_values
+    from multimodal.classifier.labels import label_values
 
     label_map = LabelMap.fit(label_values(pd.Series(cells, name="label")))
     assert label_map.classes == classes
@@ -76,7 +76,7 @@ def test_python_labels_of_different_types_stay_apart():
 
 
 def test_one_rule_over_both_channels():
-    from multimodal.labels import integer_labels, unseen_labels
+    from multimodal.classifier.labels import integer_labels, unseen_labels
 
     train, validation = pd.Series(["1", "2", "x"]), pd.Series(["1", "2"])
     assert integer_labels([validation]) and not integer_labels([train, validation])

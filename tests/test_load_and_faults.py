@@ -11,7 +11,7 @@ import urllib.request
 import psutil
 import pytest
 
-from multimodal.transform import LocalServer
+from multimodal.tooling.transform import LocalServer
 from synthetic import csv_lines
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))

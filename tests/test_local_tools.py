@@ -5,10 +5,10 @@ import tarfile
 
 import pytest
 
-from multimodal import cli
-from multimodal.containers import container_run
+from multimodal.tooling import cli
+from multimodal.tooling.containers import container_run
 from multimodal.errors import PlatformError
-from multimodal.local_job import training_invocation
+from multimodal.tooling.local_job import training_invocation
 from synthetic import csv_lines, make_frame
 
 QUICK = ["--hp", "quality=toy", "--hp", "n_mins=0", "--hp", "n_secs=40", "--hp", "num_folds=2", "--hp", "n_epochs=20"]

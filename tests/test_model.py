@@ -12,7 +12,7 @@ import pytest
 
 from conftest import FAST
 from multimodal import MultimodalClassifier
-from multimodal import tabular
+from multimodal.classifier import tabular
 from multimodal.errors import NotFittedError, PlatformError, UserError
 from synthetic import make_frame
 
@@ -68,7 +68,7 @@ def test_the_prediction_is_the_blend_of_network_and_members(fitted, test_frame):
 
 
 def test_shuffling_a_modality_moves_the_joint_member_with_it(fitted, test_frame):
-    from multimodal.features import split_modalities
+    from multimodal.classifier.features import split_modalities
 
     inputs = fitted.fusion_inputs(test_frame)
     blocks = dict(fitted.modality_columns())

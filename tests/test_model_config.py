@@ -3,7 +3,7 @@ import json
 import pytest
 
 from multimodal.errors import PlatformError
-from multimodal.model_config import FILE_NAME, ModalityEntry, ModelConfig
+from multimodal.classifier.model_config import FILE_NAME, ModalityEntry, ModelConfig
 
 
 def config():

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multimodal.features import NUMERIC_MISSING_TOKENS
-from multimodal.payloads import (CSV, JSON, JSON_LINES, PayloadError, encode_results, parse_payload, request_format,
-                                 response_format)
-from multimodal.schema import infer_schema
+from multimodal.classifier.features import NUMERIC_MISSING_TOKENS
+from multimodal.sagemaker.serving.payloads import (CSV, JSON, JSON_LINES, PayloadError, encode_results,
+                                                   parse_payload, request_format, response_format)
+from multimodal.classifier.schema import infer_schema
 
 SCHEMA = infer_schema(["ID", "a_text", "x_num", "c_cat", "label"])
 

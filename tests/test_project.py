@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from multimodal import cli
-from multimodal.hyperparameters import SPEC_PATH
-from multimodal.schema import infer_schema
+from multimodal.tooling import cli
+from multimodal.classifier.hyperparameters import SPEC_PATH
+from multimodal.classifier.schema import infer_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -80,7 +80,8 @@ def test_a_regular_install_finds_its_specification_files(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                             "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
-    probe = ("import multimodal, multimodal.hyperparameters as hp, multimodal.algorithm_spec as spec; "
+    probe = ("import multimodal, multimodal.classifier.hyperparameters as hp; "
+             "import multimodal.sagemaker.algorithm_spec as spec; "
              "assert multimodal.__file__.startswith(%r), multimodal.__file__; "
              "assert hp.declarations()['quality'].default; "
              "assert spec.create_algorithm_request('a', 't', 'i')['TrainingSpecification']['MetricDefinitions']; "

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from multimodal.errors import PlatformError
-from multimodal.projection import FeatureProjection
+from multimodal.classifier.projection import FeatureProjection
 
 
 def _low_rank(rows=300, width=64, rank=5, seed=0):

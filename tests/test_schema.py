@@ -3,7 +3,7 @@ import logging
 import pytest
 
 from multimodal.errors import UserError
-from multimodal.schema import Schema, column_role, infer_schema
+from multimodal.classifier.schema import Schema, column_role, infer_schema
 
 
 def test_columns_split_by_suffix_and_id_is_not_a_feature():

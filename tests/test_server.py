@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from multimodal.errors import UserError
-from multimodal.transform import LocalServer, free_port, run_transform, unpack_model
+from multimodal.tooling.transform import LocalServer, free_port, run_transform, unpack_model
 from sagemaker_tree import ROOT
 from synthetic import csv_lines, make_frame
 

@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multimodal import tabular
-from multimodal.tabular import (GPU_FAMILIES, IN_SAMPLE, OUT_OF_FOLD, ModalityModel, fit_modality,
-                                hyperparameter_preset, visible_gpus)
+from multimodal.classifier import tabular
+from multimodal.classifier.gpu import visible_gpus
+from multimodal.classifier.tabular import (GPU_FAMILIES, IN_SAMPLE, OUT_OF_FOLD, ModalityModel, fit_modality,
+                                           hyperparameter_preset)
 
 
 def test_presets_drop_model_families_that_are_not_installed():
@@ -79,7 +80,7 @@ def test_a_share_too_small_for_any_model_still_gives_a_member(tmp_path, caplog, 
 def test_members_that_cannot_be_trained_say_why(tmp_path):
     import pytest
 
-    from multimodal.tabular import MemberNotTrained
+    from multimodal.classifier.tabular import MemberNotTrained
 
     features, labels = numeric_task(60)
     with pytest.raises(MemberNotTrained, match=r"every column has the same value in every row .*\['a_num', 'b_num'\]"):
@@ -93,8 +94,8 @@ def test_members_that_cannot_be_trained_say_why(tmp_path):
 def test_chinese_text_without_spaces_trains_a_text_member(tmp_path):
     """Text written without spaces gave AutoGluon no n-gram feature at all ("No valid features"); its character
     runs now reach it as bigrams."""
-    from multimodal.features import split_modalities
-    from multimodal.schema import infer_schema
+    from multimodal.classifier.features import split_modalities
+    from multimodal.classifier.schema import infer_schema
 
     rng = np.random.default_rng(0)
     good, bad = ["质量很好非常满意", "物流很快推荐购买", "手机好用屏幕清晰"], ["质量太差了不推荐", "物流很慢非常失望", "屏幕坏了要退货"]

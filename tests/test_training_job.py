@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from multimodal import aws_shapes
-from multimodal.hyperparameters import SPEC_PATH, declarations
+from multimodal.sagemaker import aws_shapes
+from multimodal.classifier.hyperparameters import SPEC_PATH, declarations
 from sagemaker_tree import ROOT, TRAIN, make_tree, run_train
 from synthetic import make_frame
 
@@ -147,7 +147,8 @@ def test_sigterm_stops_training_within_30_seconds_with_a_failure_message(tmp_pat
 
 def test_train_on_the_environment_path_is_this_projects_entrypoint():
     text = Path(TRAIN).read_text()
-    assert "from multimodal.cli import train_main" in text, "the toolkit's `train` must not shadow ours"
+    assert "from multimodal.sagemaker.entrypoints import train_main" in text, \
+        "the toolkit's `train` must not shadow ours"
 
 
 def test_hyperparameter_specification_is_a_valid_supported_hyperparameters_list():
@@ -182,8 +183,8 @@ def test_strict_shape_check_catches_what_botocore_skips():
 def test_the_budget_counts_from_the_job_start_and_a_failing_report_keeps_the_model(tmp_path, monkeypatch, caplog):
     """In process: 6 s spent before the fit (a slow channel) come off the fit's budget; a report that fails
     after the model is saved is logged as an ERROR, and the model stays."""
-    from multimodal import training_job
-    from multimodal.paths import SageMakerPaths
+    from multimodal.sagemaker import training_job
+    from multimodal.sagemaker.paths import SageMakerPaths
 
     root = make_tree(tmp_path, {"train": [make_frame(40).drop(columns=["photo_image"])]},
                      {"quality": "toy", "n_mins": "0", "n_secs": "50", "num_folds": "2", "n_epochs": "20"})

@@ -62,3 +62,16 @@ def report_this_machine() -> str | None:
     import torch
 
     return report_unusable_gpu(torch.cuda.is_available(), torch.version.cuda)
+
+
+def visible_gpus() -> int:
+    """How many CUDA GPUs this process can use (0 on a CPU machine)."""
+    from autogluon.common.utils.resource_utils import ResourceManager
+
+    try:
+        count = int(ResourceManager.get_gpu_count_torch(cuda_only=True))
+    except Exception:  # noqa: BLE001 - no CUDA runtime or driver means no GPU
+        count = 0
+    if not count:
+        report_this_machine()
+    return count

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multimodal.fusion_network import FusionNetwork
+from multimodal.classifier.fusion_network import FusionNetwork
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from multimodal.dataset_check import DatasetReport, validate_dataset
+from multimodal.tooling.dataset_check import DatasetReport, validate_dataset
 from multimodal.errors import AlgorithmError, UserError
-from multimodal.local_job import LocalTrainingResult, run_local_training
-from multimodal.schema import ID_COLUMN, LABEL_COLUMN
-from multimodal.transform import TransformResult, run_local_transform
+from multimodal.tooling.local_job import LocalTrainingResult, run_local_training
+from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN
+from multimodal.tooling.transform import TransformResult, run_local_transform
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimodal import hyperparameters as hp
-from multimodal.budget import TimeBudget
+from multimodal.classifier import hyperparameters as hp
+from multimodal.classifier.budget import TimeBudget
 from multimodal.errors import NotFittedError, PlatformError, RowsWithoutData, UserError
-from multimodal.features import ModalityFrames, describe_row, split_modalities
-from multimodal.labels import RARE_CLASS_ROWS, LabelMap, drop_missing_labels, sentinel_labels
-from multimodal.model_config import ModalityEntry, ModelConfig
-from multimodal.schema import LABEL_COLUMN, Schema, infer_schema
+from multimodal.classifier.features import ModalityFrames, describe_row, split_modalities
+from multimodal.classifier.labels import RARE_CLASS_ROWS, LabelMap, drop_missing_labels, sentinel_labels
+from multimodal.classifier.model_config import ModalityEntry, ModelConfig
+from multimodal.classifier.schema import LABEL_COLUMN, Schema, infer_schema
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class MultimodalClassifier:
     modalities_ : list of ModalityModel
         The fitted per-modality AutoGluon models.
     fusion_model_ : FusionNetwork
-        The fitted fusion network as arrays (``multimodal.fusion.to_keras`` makes a Keras model of it).
+        The fitted fusion network as arrays (``multimodal.classifier.fusion.to_keras`` makes a Keras model of it).
     fusion_blend_ : FusionBlend
         What predicts: the network's and the modality models' probabilities, weighted by ensemble selection
         (``fusion_blend_.described()`` lists the weights).
@@ -180,8 +180,8 @@ class MultimodalClassifier:
         A member that cannot be trained is skipped with a warning; only when none is left does fit fail.
         Returns ``self``.
         """
-        from multimodal import fusion
-        from multimodal.tabular import MemberNotTrained, fit_modality
+        from multimodal.classifier import fusion
+        from multimodal.classifier.tabular import MemberNotTrained, fit_modality
 
         if not isinstance(data, pd.DataFrame):
             raise UserError(f"fit() takes a pandas DataFrame; got {type(data).__name__}.")
@@ -288,7 +288,7 @@ class MultimodalClassifier:
     def _select_blend(self, network, fusion_inputs, codes, validation_rows, params):
         """Ensemble selection over the network and the members on the network's hold-out rows (out-of-fold
         stacking only: in-sample member probabilities are overfit on those rows and would win unfairly)."""
-        from multimodal.blend import FusionBlend, describe_weights
+        from multimodal.classifier.blend import FusionBlend, describe_weights
 
         if params["stacking"] != "out_of_fold" or not params["blend_rounds"] or not len(validation_rows):
             return FusionBlend.network_only(network)
@@ -304,8 +304,8 @@ class MultimodalClassifier:
         """Metrics from training alone: each modality's training-row probabilities (out of fold by default),
         scored on the rows where it was present, the blend weights, and the blend and the network alone on the
         network's held-out split (which chose the epoch and the weights: slightly optimistic)."""
-        from multimodal.importance import describe_importance, modality_importance
-        from multimodal.metrics import classification_metrics
+        from multimodal.classifier.importance import describe_importance, modality_importance
+        from multimodal.classifier.metrics import classification_metrics
 
         n = self.label_map_.n_classes
         report = {"stacking": params["stacking"], "blend": self.fusion_blend_.described(), "modalities": {}}
@@ -335,13 +335,13 @@ class MultimodalClassifier:
 
     def modality_importance(self, data: pd.DataFrame, repeats: int = 5, seed: int = 0,
                             fusion_inputs: np.ndarray | None = None) -> dict[str, dict]:
-        """Permutation importance of each modality on labelled ``data`` (see ``multimodal.importance``):
+        """Permutation importance of each modality on labelled ``data`` (see ``multimodal.classifier.importance``):
         {modality name: {"log_loss_increase", "accuracy_drop", their "_std", "rows", "repeats"}}.
 
         ``fusion_inputs``: those of ``data``'s rows when already computed (saves embedding the images again);
         ``data`` then must have no missing labels.
         """
-        from multimodal.importance import modality_importance
+        from multimodal.classifier.importance import modality_importance
 
         self._check_fitted("modality_importance")
         labelled = drop_missing_labels(data, LABEL_COLUMN)
@@ -360,7 +360,7 @@ class MultimodalClassifier:
         recomputes the joint member's probabilities from the shuffled columns (``joint_features``: all
         non-image columns of the scored rows). Without ``joint_features`` (training rows, whose inputs are
         out of fold) the joint member is shuffled as a block of its own instead."""
-        from multimodal.importance import block_shuffler
+        from multimodal.classifier.importance import block_shuffler
 
         blocks = dict(self.modality_columns())
         joint = [(model, entry) for model, entry in zip(self.modalities_, self._modality_entries)
@@ -401,8 +401,8 @@ class MultimodalClassifier:
         Returns the embedder, {column: (features, missing mask)} and {modality name: FeatureProjection}.
         Each column's 2048-wide embeddings are dropped once projected, before the next column is embedded.
         """
-        from multimodal.images import ImageEmbedder, check_not_all_undecodable, resolve_weights_setting
-        from multimodal.projection import FeatureProjection
+        from multimodal.classifier.images import ImageEmbedder, check_not_all_undecodable, resolve_weights_setting
+        from multimodal.classifier.projection import FeatureProjection
 
         if not frames.images:
             return None, {}, {}
@@ -499,7 +499,7 @@ class MultimodalClassifier:
 
     def _embedder(self):
         if self._image_embedder is None:
-            from multimodal.images import ImageEmbedder
+            from multimodal.classifier.images import ImageEmbedder
 
             self._image_embedder = ImageEmbedder(self._image_weights_setting, batch_size=self.image_batch_size,
                                                  precision=self.image_precision)
@@ -512,8 +512,7 @@ class MultimodalClassifier:
 
         ``model_config.json`` is written last, so a directory without it is incomplete.
         """
-        from multimodal import fusion
-
+        from multimodal.classifier import fusion
         self._check_fitted("save")
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
@@ -560,10 +559,10 @@ class MultimodalClassifier:
         """
         import os
 
-        from multimodal.blend import FusionBlend
-        from multimodal.images import PRECISION_ENV, WEIGHTS_ENV, ImageEmbedder
-        from multimodal.projection import FeatureProjection
-        from multimodal.tabular import ModalityModel
+        from multimodal.classifier.blend import FusionBlend
+        from multimodal.classifier.images import PRECISION_ENV, WEIGHTS_ENV, ImageEmbedder
+        from multimodal.classifier.projection import FeatureProjection
+        from multimodal.classifier.tabular import ModalityModel
 
         directory = Path(path)
         config = ModelConfig.read(directory)
@@ -606,12 +605,11 @@ class MultimodalClassifier:
 
 def _load_fusion(directory: Path, config: ModelConfig):
     """The fusion network's arrays; a directory saved before ``fusion.npz`` existed has only ``fusion.keras``."""
-    from multimodal.fusion_network import FusionNetwork
+    from multimodal.classifier.fusion_network import FusionNetwork
 
     path = directory / config.fusion["path"]
     if path.suffix == ".keras":
-        from multimodal import fusion
-
+        from multimodal.classifier import fusion
         return fusion.load_keras(path.parent)
     return FusionNetwork.load(path.parent)
 

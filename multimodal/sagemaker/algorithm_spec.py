@@ -1,21 +1,23 @@
 """The SageMaker ``CreateAlgorithm`` request, built from the project's declarations (no copy by hand):
 hyperparameters from ``hyperparameter_specification.json``, metrics and tuning objectives from
-``metric_definitions.json``, channels from ``multimodal.channels``, content types from ``multimodal.payloads``.
+``metric_definitions.json``, channels from ``multimodal.sagemaker.channels``, content types from
+``multimodal.sagemaker.serving.payloads``.
 
-``python -m multimodal.algorithm_spec --name NAME --training-image URI --inference-image URI`` prints it.
+``python -m multimodal.sagemaker.algorithm_spec --name NAME --training-image URI --inference-image URI`` prints it.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 
-from multimodal.channels import CHANNELS
-from multimodal.hyperparameters import SPEC_PATH
-from multimodal.payloads import ACCEPT_TYPES, CONTENT_TYPES
+from multimodal.sagemaker.channels import CHANNELS
+from multimodal.classifier.hyperparameters import SPEC_PATH
+from multimodal.sagemaker.serving.payloads import ACCEPT_TYPES, CONTENT_TYPES
 
-METRICS_PATH = SPEC_PATH.parent / "metric_definitions.json"   # package data beside the specification
+METRICS_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("metric_definitions.json")))  # package data
 # m7i/c7i (Sapphire Rapids) compute bfloat16 natively: the image embedding runs in bf16 there, fp32 on m5/c5.
 # CPU instances only for the standard images: their CUDA 13 torch needs NVIDIA driver R580+, and SageMaker's
 # default drivers are older (470 on ml.g4dn/ml.g5, 535 on ml.g6/ml.p5, 550 on ml.p5e), so a GPU instance would
@@ -75,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="the images were built with build_push.sh --gpu: list GPU "
                                                            "instance types too")
     args = parser.parse_args(argv)
-    from multimodal import aws_shapes
-
+    from multimodal.sagemaker import aws_shapes
     request = create_algorithm_request(args.name, args.training_image, args.inference_image, gpu=args.gpu)
     problems = aws_shapes.problems(request, aws_shapes.input_shape("CreateAlgorithm"))
     if problems:

@@ -1,6 +1,6 @@
 """The fitted fusion network as plain arrays: prediction with NumPy, saved as ``.npz`` (no pickle).
 
-Training happens in Keras (``multimodal.fusion``); serving needs only these few dense layers, so a
+Training happens in Keras (``multimodal.classifier.fusion``); serving needs only these few dense layers, so a
 model loads and predicts without importing TensorFlow.
 """
 from __future__ import annotations

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimodal.csv_input import read_training_csv
+from multimodal.sagemaker.csv_input import read_training_csv
 from multimodal.errors import UserError
-from multimodal.features import BadValueError, is_missing, parse_numeric
-from multimodal.labels import RARE_CLASS_ROWS
-from multimodal.schema import ID_COLUMN, LABEL_COLUMN, Schema, infer_schema
+from multimodal.classifier.features import BadValueError, is_missing, parse_numeric
+from multimodal.classifier.labels import RARE_CLASS_ROWS
+from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN, Schema, infer_schema
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SAMPLE_IMAGES = 20
@@ -158,7 +158,7 @@ def _check_missing(table: pd.DataFrame, schema: Schema, subject: str, report: Da
 def _as_trained(column: pd.Series, modality: str) -> pd.Series:
     """A column's cells as the members see them: numbers parsed (missing 0), categories by the one category
     rule (missing "unknown"), text cleaned (missing "")."""
-    from multimodal.features import category_text, clean_text
+    from multimodal.classifier.features import category_text, clean_text
 
     if modality == "numeric":
         return pd.Series(parse_numeric(column.to_frame(), column.name)[0])
@@ -181,7 +181,7 @@ def _check_text_newlines(table: pd.DataFrame, schema: Schema, subject: str, repo
 
 def _check_images(cells: pd.Series, column: str, subject: str, report: DatasetReport, sample: int,
                   where) -> None:
-    from multimodal.images import ImageDecodeError, decode_image
+    from multimodal.classifier.images import ImageDecodeError, decode_image
 
     present = np.flatnonzero(~is_missing(cells))
     if len(present) == 0:

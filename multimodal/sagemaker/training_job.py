@@ -1,7 +1,7 @@
 """The SageMaker training job: read the /opt/ml contract, fit, write the model and the reports.
 
 ``run_training`` takes a ``SageMakerPaths`` and does the work; the ``train`` entrypoint
-(``multimodal.cli.train_main``) adds logging, SIGTERM handling and the failure file.
+(``multimodal.sagemaker.entrypoints.train_main``) adds logging, SIGTERM handling and the failure file.
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multimodal import hyperparameters as hp
-from multimodal.channels import channels_on_disk, read_channel, validate_input_data_config
-from multimodal.budget import TimeBudget
+from multimodal.classifier import hyperparameters as hp
+from multimodal.sagemaker.channels import channels_on_disk, read_channel, validate_input_data_config
+from multimodal.classifier.budget import TimeBudget
 from multimodal.errors import PlatformError, UserError
-from multimodal.metrics import classification_metrics, metric_lines
-from multimodal.model_config import FILE_NAME as MODEL_CONFIG_FILE
-from multimodal.paths import SageMakerPaths
-from multimodal.schema import LABEL_COLUMN, infer_schema
+from multimodal.classifier.metrics import classification_metrics, metric_lines
+from multimodal.classifier.model_config import FILE_NAME as MODEL_CONFIG_FILE
+from multimodal.sagemaker.paths import SageMakerPaths
+from multimodal.classifier.schema import LABEL_COLUMN, infer_schema
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def discard_incomplete_model(paths: SageMakerPaths) -> None:
 def evaluate(model, frame: pd.DataFrame) -> dict:
     """Fusion and per-modality metrics of a fitted model on a labelled frame, and each modality's
     permutation importance for the fusion network."""
-    from multimodal.importance import describe_importance
-    from multimodal.labels import drop_missing_labels
+    from multimodal.classifier.importance import describe_importance
+    from multimodal.classifier.labels import drop_missing_labels
 
     frame = drop_missing_labels(frame, LABEL_COLUMN)
     codes = model.label_map_.encode(frame[LABEL_COLUMN])
@@ -138,7 +138,7 @@ def host_count(paths: SageMakerPaths) -> int:
 def read_channels(paths: SageMakerPaths, channels: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The training and validation tables, checked against each other before any fit: the same columns, the
     labels typed by one rule over both channels, no validation class that training lacks."""
-    from multimodal.labels import integer_labels, label_values, unseen_labels
+    from multimodal.classifier.labels import integer_labels, label_values, unseen_labels
 
     train = read_channel(paths, "train", channels["train"]).frame
     infer_schema(train.columns, source="channel 'train'", warn=False)   # fail fast; fit() warns once
@@ -173,8 +173,8 @@ def run_training(paths: SageMakerPaths) -> None:
     The time budget counts from here. The model is saved before the reports are computed: a failure while
     reporting is logged and never throws the finished model away.
     """
-    from multimodal.images import resolve_weights_setting
-    from multimodal.model import MultimodalClassifier
+    from multimodal.classifier.images import resolve_weights_setting
+    from multimodal.classifier.estimator import MultimodalClassifier
 
     started = time.monotonic()
     params = read_hyperparameters(paths)

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multimodal.containers import container_run, docker_command
+from multimodal.tooling.containers import container_run, docker_command
 from multimodal.errors import PlatformError, UserError
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from multimodal.errors import PlatformError
-from multimodal.fusion_network import FusionNetwork
+from multimodal.classifier.fusion_network import FusionNetwork
 
 FILE_NAME = "blend.json"
 NETWORK = "fusion network"

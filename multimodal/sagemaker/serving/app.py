@@ -16,9 +16,9 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from multimodal.errors import MultimodalError, RowsWithoutData, UserError
-from multimodal.payloads import PayloadError, encode_results, parse_payload, response_format
-from multimodal.schema import ID_COLUMN
-from multimodal.server_settings import ServerSettings
+from multimodal.sagemaker.serving.payloads import PayloadError, encode_results, parse_payload, response_format
+from multimodal.classifier.schema import ID_COLUMN
+from multimodal.sagemaker.serving.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 

@@ -1,33 +1,23 @@
-"""Command lines: ``multimodal`` (demo, validate, local-train, local-transform, local-validate-algorithm),
-``train`` and ``serve`` (the SageMaker entrypoints)."""
+"""The ``multimodal`` command: demo, validate, local-train, local-transform, local-validate-algorithm."""
 from __future__ import annotations
 
 import argparse
 import logging
 import shutil
-import signal
 import sys
-import traceback
 from pathlib import Path
 
-from multimodal.errors import AlgorithmError, MultimodalError, UserError
+from multimodal.errors import MultimodalError, UserError
+from multimodal.sagemaker.entrypoints import configure_logging
 
 logger = logging.getLogger("multimodal")
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """One stdout handler with timestamps, for people reading the log (CloudWatch or a terminal)."""
-    logging.basicConfig(level=level, stream=sys.stdout, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("matplotlib", "h5py", "PIL", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _demo(args: argparse.Namespace) -> int:
     import os
 
-    from multimodal.demo import DATA_DIR, run_demo
-    from multimodal.images import WEIGHTS_ENV, resolve_weights_setting
+    from multimodal.tooling.demo import DATA_DIR, run_demo
+    from multimodal.classifier.images import WEIGHTS_ENV, resolve_weights_setting
 
     if args.image_weights:
         os.environ[WEIGHTS_ENV] = args.image_weights   # the training job and serve (or their containers) read it
@@ -54,7 +44,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from multimodal.dataset_check import validate_dataset
+    from multimodal.tooling.dataset_check import validate_dataset
 
     report = validate_dataset(Path(args.train), Path(args.test) if args.test else None, args.sample_images)
     print(report.render())
@@ -71,7 +61,7 @@ def _print_training(result) -> None:
 
 
 def _local_train(args: argparse.Namespace) -> int:
-    from multimodal.local_job import run_local_training
+    from multimodal.tooling.local_job import run_local_training
 
     result = run_local_training(Path(args.output), Path(args.train), Path(args.validation) if args.validation else None,
                                 _name_values(args.hp), image=args.image)
@@ -80,8 +70,8 @@ def _local_train(args: argparse.Namespace) -> int:
 
 
 def _local_validate_algorithm(args: argparse.Namespace) -> int:
-    from multimodal.local_job import run_local_training
-    from multimodal.transform import run_local_transform
+    from multimodal.tooling.local_job import run_local_training
+    from multimodal.tooling.transform import run_local_transform
 
     output = Path(args.output)
     training = run_local_training(output / "training", Path(args.train),
@@ -110,7 +100,7 @@ def _local_validate_algorithm(args: argparse.Namespace) -> int:
 
 
 def _local_transform(args: argparse.Namespace) -> int:
-    from multimodal.transform import run_local_transform
+    from multimodal.tooling.transform import run_local_transform
 
     environment = {}
     if args.probabilities:
@@ -206,65 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     validate_algorithm.add_argument("--output", required=True, help="directory for both jobs")
     validate_algorithm.set_defaults(handler=_local_validate_algorithm)
     return parser
-
-
-class TrainingStopped(BaseException):
-    """SIGTERM arrived (StopTrainingJob, spot interruption); a BaseException so no library swallows it."""
-
-
-def _stop_on_sigterm(signum, frame):
-    raise TrainingStopped("training stopped by SIGTERM (StopTrainingJob, MaxRuntimeInSeconds or a spot "
-                          "interruption); no model was written")
-
-
-def train_main(argv: list[str] | None = None) -> int:
-    """``train``: run the SageMaker training job under ``$SAGEMAKER_BASE_DIR`` (default /opt/ml).
-
-    The one top-level handler: any failure writes ``output/failure`` (first line: what to fix), removes a
-    half-written model and exits non-zero (2: user error, 143: SIGTERM, 1: anything else).
-    """
-    from multimodal.paths import SageMakerPaths
-    from multimodal.training_job import discard_incomplete_model, run_training, write_failure
-
-    configure_logging()
-    paths = SageMakerPaths.from_environment()
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    logger.info("train: SageMaker layout under %s", paths.root)
-    try:
-        run_training(paths)
-        return 0
-    except BaseException as error:  # noqa: BLE001 - the single top-level handler of the job
-        details = traceback.format_exc()
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if not isinstance(error, (MultimodalError, TrainingStopped)):
-            error = AlgorithmError(f"unexpected {type(error).__name__} during training: {error}", caused_by=None)
-        logger.error("%s: %s", type(error).__name__, error)
-        if isinstance(error, AlgorithmError):
-            logger.error("%s", details)
-        discard_incomplete_model(paths)
-        write_failure(paths, error, details)
-        if isinstance(error, TrainingStopped):
-            return 143
-        return 2 if isinstance(error, UserError) else 1
-
-
-def serve_main(argv: list[str] | None = None) -> int:
-    """``serve``: the inference server over the model in ``$SAGEMAKER_BASE_DIR/model`` (default /opt/ml/model)."""
-    from multimodal.paths import SageMakerPaths
-    from multimodal.server import run_server
-    from multimodal.server_settings import ServerSettings
-
-    configure_logging()
-    try:
-        run_server(SageMakerPaths.from_environment(), ServerSettings.from_environment())
-        return 0
-    except SystemExit as stop:   # gunicorn's master exits this way when a worker cannot boot
-        if stop.code:
-            logger.error("serve stopped: a worker could not load the model (exit code %s)", stop.code)
-        return int(stop.code or 0)
-    except MultimodalError as error:
-        logger.error("%s: %s", type(error).__name__, error)
-        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from multimodal.csv_input import CsvSource, CsvTable, list_data_files, read_csv_table
+from multimodal.sagemaker.csv_input import CsvSource, CsvTable, list_data_files, read_csv_table
 from multimodal.errors import PlatformError, UserError
-from multimodal.paths import SageMakerPaths
+from multimodal.sagemaker.paths import SageMakerPaths
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from multimodal.metrics import classification_metrics
+from multimodal.classifier.metrics import classification_metrics
 
 Shuffler = Callable[[np.ndarray], np.ndarray]  # row permutation -> fusion inputs with one modality shuffled
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
-from multimodal.features import BadValueError, is_missing, parse_numeric
-from multimodal.schema import ID_COLUMN, LABEL_COLUMN, Schema
+from multimodal.classifier.features import BadValueError, is_missing, parse_numeric
+from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN, Schema
 
 CSV = "text/csv"
 JSON_LINES = "application/jsonlines"

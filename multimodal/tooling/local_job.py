@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from multimodal.channels import validate_input_data_config
-from multimodal.containers import container_run
+from multimodal.sagemaker.channels import validate_input_data_config
+from multimodal.tooling.containers import container_run
 from multimodal.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
-from multimodal.features import describe_row
+from multimodal.classifier.features import describe_row
 
 logger = logging.getLogger(__name__)
 

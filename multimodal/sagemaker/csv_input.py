@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
-from multimodal.features import BadValueError, parse_numeric
-from multimodal.labels import label_values
-from multimodal.schema import ID_COLUMN, LABEL_COLUMN, column_role, find_duplicates
+from multimodal.classifier.features import BadValueError, parse_numeric
+from multimodal.classifier.labels import label_values
+from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN, column_role, find_duplicates
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ def read_csv_table(paths: Iterable[Path | CsvSource]) -> CsvTable:
 
 
 def read_training_csv(paths: Iterable[Path | CsvSource]) -> pd.DataFrame:
-    """``read_csv_table``'s frame, with the label column typed by ``multimodal.labels.label_values``."""
+    """``read_csv_table``'s frame, with the label column typed by ``multimodal.classifier.labels.label_values``."""
     frame = read_csv_table(paths).frame
     if LABEL_COLUMN in frame.columns:
         frame[LABEL_COLUMN] = label_values(frame[LABEL_COLUMN])

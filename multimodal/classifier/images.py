@@ -342,7 +342,7 @@ class ImageEmbedder:
 
         self.weights = weights
         self.batch_size = max(1, int(batch_size))
-        from multimodal.gpu import report_unusable_gpu
+        from multimodal.classifier.gpu import report_unusable_gpu
 
         cuda = torch.cuda.is_available()
         report_unusable_gpu(cuda, torch.version.cuda)

@@ -13,9 +13,9 @@ import os
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from multimodal.model_config import ModelConfig
-from multimodal.paths import SageMakerPaths
-from multimodal.server_settings import ServerSettings
+from multimodal.classifier.model_config import ModelConfig
+from multimodal.sagemaker.paths import SageMakerPaths
+from multimodal.sagemaker.serving.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ class _GunicornApplication(BaseApplication):
 
 def load_model(paths: SageMakerPaths):
     """The fitted model from the model directory (image weights: $MULTIMODAL_IMAGE_WEIGHTS, else as trained)."""
-    from multimodal.gpu import report_this_machine
-    from multimodal.model import MultimodalClassifier
+    from multimodal.classifier.gpu import report_this_machine
+    from multimodal.classifier.estimator import MultimodalClassifier
 
     report_this_machine()
     return MultimodalClassifier.load(paths.model_dir)
@@ -53,7 +53,7 @@ def _stop_serving(error: BaseException) -> None:
 
 def build_app(paths: SageMakerPaths, settings: ServerSettings):
     """The Flask app for one worker, loading the model in the background."""
-    from multimodal.app import ModelHolder, create_app
+    from multimodal.sagemaker.serving.app import ModelHolder, create_app
 
     return create_app(ModelHolder(lambda: load_model(paths), on_failure=_stop_serving), settings)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from multimodal.classifier.gpu import visible_gpus
 from multimodal.errors import PlatformError, UserError
 
 logger = logging.getLogger(__name__)
@@ -59,23 +60,6 @@ def _with_gpu(config):
         return config
     ag_args_fit = {**config.get("ag_args_fit", {}), "num_gpus": 1}
     return {**config, "ag_args_fit": ag_args_fit}
-
-
-def visible_gpus() -> int:
-    """How many CUDA GPUs this process can use (0 on a CPU machine)."""
-    from autogluon.common.utils.resource_utils import ResourceManager
-
-    from multimodal.gpu import report_unusable_gpu
-
-    try:
-        count = int(ResourceManager.get_gpu_count_torch(cuda_only=True))
-    except Exception:  # noqa: BLE001 - no CUDA runtime or driver means no GPU
-        count = 0
-    if not count:
-        import torch
-
-        report_unusable_gpu(torch.cuda.is_available(), torch.version.cuda)
-    return count
 
 
 class MemberNotTrained(UserError):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
-from multimodal.schema import ID_COLUMN, Schema
+from multimodal.classifier.schema import ID_COLUMN, Schema
 
 logger = logging.getLogger(__name__)
 
