@@ -111,3 +111,22 @@ def test_importing_the_server_loads_no_heavy_framework():
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]"
+
+
+def reads_environment(path: Path) -> list[int]:
+    """Lines of ``path`` that read an environment variable (``os.environ``, ``os.getenv``, ``environ.get``)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                any(alias.name in ("environ", "getenv") for alias in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("multimodal.classifier")))
+def test_the_classifier_reads_no_environment_variable(module):
+    assert not reads_environment(MODULES[module]), \
+        f"{module} reads the environment (lines {reads_environment(MODULES[module])}): read it in the " \
+        "entrypoints' layer (multimodal.sagemaker.environment, the server settings, the CLI) and pass the value in"

@@ -8,6 +8,7 @@ from PIL import Image
 
 from multimodal.classifier import images
 from multimodal.errors import PlatformError, UserError
+from multimodal.sagemaker import environment
 from synthetic import image_base64, jpeg_base64
 
 
@@ -94,11 +95,11 @@ def test_random_weights_are_seeded_and_identified(embedder):
 
 
 def test_weights_default_to_imagenet_unless_asked(monkeypatch):
-    monkeypatch.delenv(images.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv(environment.IMAGE_WEIGHTS_ENV, "random")   # the classifier reads no environment variable
     assert images.resolve_weights_setting(None) == "imagenet"
-    monkeypatch.setenv(images.WEIGHTS_ENV, "random")
-    assert images.resolve_weights_setting(None) == "random"
     assert images.resolve_weights_setting("/w.pth") == "/w.pth"
+    assert environment.image_weights() == "random" and environment.image_weights({}) is None
+    assert environment.image_weights({environment.IMAGE_WEIGHTS_ENV: " "}) is None
 
 
 def test_weights_file_path_loads_and_bad_path_fails(tmp_path, embedder):
@@ -148,11 +149,10 @@ def test_precision_setting(monkeypatch):
     import torch
 
     cpu = torch.device("cpu")
-    monkeypatch.delenv(images.PRECISION_ENV, raising=False)
+    monkeypatch.setenv(environment.IMAGE_PRECISION_ENV, "fp32")   # read by the entrypoints, not here
     assert images.resolve_precision("fp32", cpu) == "fp32"
     assert images.resolve_precision(None, cpu) == ("bf16" if images.native_bf16(cpu) else "fp32")
-    monkeypatch.setenv(images.PRECISION_ENV, "fp32")
-    assert images.resolve_precision(None, cpu) == "fp32"
+    assert environment.image_precision() == "fp32"
     with pytest.raises(UserError, match="not one of"):
         images.resolve_precision("int8", cpu)
     monkeypatch.setattr(images, "native_bf16", lambda device: False)

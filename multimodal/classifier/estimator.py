@@ -553,14 +553,12 @@ class MultimodalClassifier:
              image_precision: str | None = None) -> "MultimodalClassifier":
         """Load a model directory written by ``save``.
 
-        ``image_weights`` (else ``$MULTIMODAL_IMAGE_WEIGHTS``, else the setting recorded at training)
-        must produce the same ResNet50 weights as at training; different weights raise ``PlatformError``.
-        ``image_precision`` (else ``$MULTIMODAL_IMAGE_PRECISION``, else the precision recorded at training).
+        ``image_weights`` (default: the setting recorded at training) must produce the same ResNet50 weights
+        as at training; different weights raise ``PlatformError``. ``image_precision`` (default: the precision
+        recorded at training).
         """
-        import os
-
         from multimodal.classifier.blend import FusionBlend
-        from multimodal.classifier.images import PRECISION_ENV, WEIGHTS_ENV, ImageEmbedder
+        from multimodal.classifier.images import ImageEmbedder
         from multimodal.classifier.projection import FeatureProjection
         from multimodal.classifier.tabular import ModalityModel
 
@@ -581,9 +579,8 @@ class MultimodalClassifier:
         model._image_weights_setting = None
         if config.image_weights:
             recorded = config.image_weights
-            setting = image_weights or os.environ.get(WEIGHTS_ENV) or recorded.get("setting") \
-                or _image_setting_from_identity(recorded["name"])
-            precision = image_precision or os.environ.get(PRECISION_ENV) or recorded.get("precision", "fp32")
+            setting = image_weights or recorded.get("setting") or _image_setting_from_identity(recorded["name"])
+            precision = image_precision or recorded.get("precision", "fp32")
             embedder = ImageEmbedder(setting, batch_size=model.image_batch_size, precision=precision)
             if embedder.identity.sha256 != recorded["sha256"]:
                 raise PlatformError(

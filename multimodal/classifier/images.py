@@ -42,7 +42,6 @@ MAX_IMAGE_SIDE = 65_535  # JPEG's own limit; a PNG or TIFF header may declare up
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "MPO", "PPM", "TGA", "ICO", "AVIF")
 RANDOM_WEIGHTS_SEED = 0
 IMAGENET_WEIGHTS_NAME = "IMAGENET1K_V2"
-WEIGHTS_ENV = "MULTIMODAL_IMAGE_WEIGHTS"
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow's own bomb check (warning above, error at twice) uses the same bound
 _DATA_URI = re.compile(r"^\s*data:[^,]{0,100},")
 _WHITESPACE = re.compile(r"\s+")
@@ -166,10 +165,8 @@ class WeightsIdentity:
 
 
 def resolve_weights_setting(value: str | None) -> str:
-    """The weights to use: the given value, else ``$MULTIMODAL_IMAGE_WEIGHTS``, else ``imagenet``."""
-    if value:
-        return str(value)
-    return os.environ.get(WEIGHTS_ENV) or "imagenet"
+    """The weights to use: the given value, else ``imagenet``."""
+    return str(value) if value else "imagenet"
 
 
 def _state_sha256(state: dict) -> str:
@@ -192,8 +189,8 @@ def _imagenet_state():
         raise PlatformError(
             f"ResNet50 ImageNet weights ({weights.url.rsplit('/', 1)[-1]}) are not in the torch cache "
             f"({os.path.join(__import__('torch').hub.get_dir(), 'checkpoints')}) and cannot be downloaded. "
-            f"Bake them into the image, pass a weights file path, or set {WEIGHTS_ENV}=random "
-            "for tests and offline demos.",
+            "Bake them into the image, pass a weights file path, or ask for random weights for tests and "
+            "offline demos (image_weights='random'; for train and serve MULTIMODAL_IMAGE_WEIGHTS=random).",
             caused_by=error,
         ) from error
 
@@ -244,7 +241,6 @@ def build_backbone(weights: str):
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
-PRECISION_ENV = "MULTIMODAL_IMAGE_PRECISION"
 DECODE_AHEAD = 2  # batches decoded in a background thread while the network runs on the current one
 
 
@@ -262,14 +258,14 @@ def native_bf16(device) -> bool:
 
 
 def resolve_precision(setting: str | None, device) -> str:
-    """``bf16`` or ``fp32``: the setting (else ``$MULTIMODAL_IMAGE_PRECISION``, else ``auto``) for ``device``.
+    """``bf16`` or ``fp32``: the setting (default ``auto``) for ``device``.
 
     ``auto`` takes bf16 where the device computes it natively; bf16 asked for on a device without it
     falls back to fp32 with a warning (features then differ from bf16 ones by well under 1 % in cosine).
     """
-    value = (setting or os.environ.get(PRECISION_ENV) or "auto").lower()
+    value = (setting or "auto").lower()
     if value not in PRECISIONS:
-        raise UserError(f"image precision {value!r} (image_precision or ${PRECISION_ENV}) is not one of "
+        raise UserError(f"image precision {value!r} (image_precision, MULTIMODAL_IMAGE_PRECISION) is not one of "
                         f"{', '.join(PRECISIONS)}.")
     if value == "fp32":
         return "fp32"

@@ -173,8 +173,8 @@ def run_training(paths: SageMakerPaths) -> None:
     The time budget counts from here. The model is saved before the reports are computed: a failure while
     reporting is logged and never throws the finished model away.
     """
-    from multimodal.classifier.images import resolve_weights_setting
     from multimodal.classifier.estimator import MultimodalClassifier
+    from multimodal.sagemaker import environment
 
     started = time.monotonic()
     params = read_hyperparameters(paths)
@@ -192,7 +192,8 @@ def run_training(paths: SageMakerPaths) -> None:
     # The table is handed over (no reference kept here), so fit can free the base64 images once embedded.
     tables = {"train": train}
     del train
-    model = MultimodalClassifier(**params, image_weights=resolve_weights_setting(None))
+    model = MultimodalClassifier(**params, image_weights=environment.image_weights(),
+                                 image_precision=environment.image_precision())
     model.fit(tables.pop("train"), time_budget=budget)
 
     paths.model_dir.mkdir(parents=True, exist_ok=True)

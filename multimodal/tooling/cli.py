@@ -16,14 +16,15 @@ logger = logging.getLogger("multimodal")
 def _demo(args: argparse.Namespace) -> int:
     import os
 
+    from multimodal.sagemaker import environment
     from multimodal.tooling.demo import DATA_DIR, run_demo
-    from multimodal.classifier.images import WEIGHTS_ENV, resolve_weights_setting
 
     if args.image_weights:
-        os.environ[WEIGHTS_ENV] = args.image_weights   # the training job and serve (or their containers) read it
-    if resolve_weights_setting(None) == "random":
+        # the training job and serve (or their containers) read it
+        os.environ[environment.IMAGE_WEIGHTS_ENV] = args.image_weights
+    if environment.image_weights() == "random":
         logger.warning("image embeddings use RANDOM ResNet50 weights (%s=random): fine for a demo, not for real use",
-                       WEIGHTS_ENV)
+                       environment.IMAGE_WEIGHTS_ENV)
     hyperparameters = {"quality": args.quality, "n_mins": str(args.minutes), **_name_values(args.hp)}
     if not (args.train and args.test) and not DATA_DIR.is_dir():
         raise UserError(f"the bundled demo data ({DATA_DIR}) is not here: it ships with the repository, not with "
@@ -100,13 +101,14 @@ def _local_validate_algorithm(args: argparse.Namespace) -> int:
 
 
 def _local_transform(args: argparse.Namespace) -> int:
+    from multimodal.sagemaker.environment import IMAGE_WEIGHTS_ENV
     from multimodal.tooling.transform import run_local_transform
 
     environment = {}
     if args.probabilities:
         environment["MULTIMODAL_OUTPUT_PROBABILITIES"] = "true"
     if args.image_weights:
-        environment["MULTIMODAL_IMAGE_WEIGHTS"] = args.image_weights
+        environment[IMAGE_WEIGHTS_ENV] = args.image_weights
     result = run_local_transform(Path(args.model), Path(args.input), Path(args.output), image=args.image,
                                  environment=environment, content_type=args.content_type, accept=args.accept,
                                  batch_strategy=args.batch_strategy, max_payload_mb=args.max_payload_mb,

@@ -35,12 +35,15 @@ class _GunicornApplication(BaseApplication):
 
 
 def load_model(paths: SageMakerPaths):
-    """The fitted model from the model directory (image weights: $MULTIMODAL_IMAGE_WEIGHTS, else as trained)."""
-    from multimodal.classifier.gpu import report_this_machine
+    """The fitted model from the model directory (image weights and precision: $MULTIMODAL_IMAGE_WEIGHTS and
+    $MULTIMODAL_IMAGE_PRECISION when set, else as recorded at training)."""
     from multimodal.classifier.estimator import MultimodalClassifier
+    from multimodal.classifier.gpu import report_this_machine
+    from multimodal.sagemaker import environment
 
     report_this_machine()
-    return MultimodalClassifier.load(paths.model_dir)
+    return MultimodalClassifier.load(paths.model_dir, image_weights=environment.image_weights(),
+                                     image_precision=environment.image_precision())
 
 
 def _stop_serving(error: BaseException) -> None:
