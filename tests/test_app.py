@@ -139,3 +139,19 @@ def test_an_unexpected_exception_while_predicting_is_a_one_line_500_and_the_work
     assert first.data.decode().count("\n") == 1 and "ValueError: something deep inside" in first.data.decode()
     second = client.post("/invocations", data=body, content_type="text/csv")
     assert second.status_code == 200 and len(second.data.decode().splitlines()) == 2
+
+
+def test_every_error_class_has_one_http_status():
+    """The mapping lives in one place and follows the class hierarchy: the nearest listed ancestor wins."""
+    from werkzeug.exceptions import NotFound
+
+    from multimodal.errors import AlgorithmError, PlatformError, RowsWithoutData, UserError
+    from multimodal.sagemaker.serving.app import ModelLoadFailed, ModelLoading, error_status
+    from multimodal.sagemaker.serving.payloads import (NotAcceptable, PayloadError, PayloadTooLarge,
+                                                       UnsupportedContentType)
+
+    expected = {PayloadError("x"): 400, UnsupportedContentType("x"): 415, NotAcceptable("x"): 406,
+                PayloadTooLarge("x"): 413, RowsWithoutData([0]): 400, UserError("x"): 400, ModelLoading("x"): 503,
+                ModelLoadFailed("x"): 500, PlatformError("x"): 500, AlgorithmError("x"): 500, ValueError("x"): 500,
+                NotFound(): 404}
+    assert {type(e).__name__: error_status(e) for e in expected} == {type(e).__name__: s for e, s in expected.items()}

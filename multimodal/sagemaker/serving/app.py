@@ -2,7 +2,8 @@
 
 ``create_app(loader, settings)`` starts loading the model in a background thread, so ``/ping`` answers
 at once (503 until the model is ready, then 200) and keeps answering while ``/invocations`` run.
-Status codes follow the error class: bad requests 4xx (with the line and column), model not ready 503.
+Status codes follow the error class, mapped in one place (``HTTP_STATUS``): the caller's mistakes 4xx (with
+the line and the column), the model still loading 503, the model's or the environment's failures 500.
 """
 from __future__ import annotations
 
@@ -15,12 +16,44 @@ from typing import Callable
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from multimodal.errors import MultimodalError, RowsWithoutData, UserError
-from multimodal.sagemaker.serving.payloads import PayloadError, encode_results, parse_payload, response_format
 from multimodal.classifier.schema import ID_COLUMN
+from multimodal.errors import MultimodalError, PlatformError, RowsWithoutData, UserError
+from multimodal.sagemaker.serving.payloads import (NotAcceptable, PayloadError, PayloadTooLarge,
+                                                   UnsupportedContentType, encode_results, parse_payload,
+                                                   response_format)
 from multimodal.sagemaker.serving.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
+
+
+class ModelLoading(MultimodalError):
+    """A request that came before the model finished loading."""
+
+
+class ModelLoadFailed(PlatformError):
+    """The model could not be loaded; every request says why."""
+
+
+# The one mapping from error classes to HTTP statuses, looked up along an error's class hierarchy (the
+# nearest listed ancestor wins). Anything else (an error the code did not expect) is a 500.
+HTTP_STATUS: dict[type, int] = {
+    UnsupportedContentType: 415,
+    NotAcceptable: 406,
+    PayloadTooLarge: 413,
+    UserError: 400,          # the caller's data: PayloadError, RowsWithoutData, a bad cell value
+    ModelLoading: 503,
+    MultimodalError: 500,    # PlatformError, AlgorithmError, ModelLoadFailed
+}
+
+
+def error_status(error: BaseException) -> int:
+    """The HTTP status that answers ``error`` (``HTTP_STATUS``; Werkzeug's own errors keep their code)."""
+    if isinstance(error, HTTPException):
+        return error.code or 500
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
 
 
 class ModelHolder:
@@ -37,6 +70,14 @@ class ModelHolder:
     def start(self) -> None:
         """Begin loading in a daemon thread."""
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def get(self):
+        """The model; ``ModelLoading`` while it loads, ``ModelLoadFailed`` when it could not be loaded."""
+        if self.model is not None:
+            return self.model
+        if self.error is not None:
+            raise ModelLoadFailed(f"model failed to load: {type(self.error).__name__}: {self.error}")
+        raise ModelLoading("the model is still loading; retry after /ping answers 200")
 
     def _load(self) -> None:
         started = time.monotonic()
@@ -69,6 +110,17 @@ def read_body(stream, declared_length: int | None, limit: int) -> bytes | None:
     return body
 
 
+def _message(error: MultimodalError, parsed) -> str:
+    """The one-line answer to a request that failed on purpose."""
+    if isinstance(error, RowsWithoutData) and parsed is not None:
+        return (f"{parsed.place(error.positions[0])}: every feature is missing or undecodable "
+                f"({len(error.positions)} such record(s)); images that cannot be decoded count as missing "
+                "(the log names them).")
+    if isinstance(error, (PayloadError, ModelLoading, ModelLoadFailed)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
 def _drain(stream) -> None:
     drained = 0
     while drained < DRAIN_LIMIT_BYTES:
@@ -89,11 +141,11 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
 
     @app.get("/ping")
     def ping():
-        if holder.model is not None:
-            return Response(status=200)
-        if holder.error is not None:
-            return _text(f"model failed to load: {type(holder.error).__name__}: {holder.error}", 500)
-        return _text("loading the model", 503)
+        try:
+            holder.get()
+        except MultimodalError as error:
+            return _text(str(error), error_status(error))
+        return Response(status=200)
 
     @app.get("/execution-parameters")
     def execution_parameters():
@@ -101,18 +153,14 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
 
     @app.post("/invocations")
     def invocations():
-        if holder.model is None:
-            if holder.error is not None:
-                return _text(f"model failed to load: {holder.error}", 500)
-            return _text("the model is still loading; retry after /ping answers 200", 503)
-        model = holder.model
         started = time.monotonic()
-        body = read_body(request.stream, request.content_length, settings.max_payload_bytes)
-        if body is None:
-            logger.warning("/invocations 413: payload over MaxPayloadInMB (%d MB)", settings.max_payload_mb)
-            return _text(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller mini-batches "
-                         "or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.", 413)
+        parsed = None
         try:
+            model = holder.get()
+            body = read_body(request.stream, request.content_length, settings.max_payload_bytes)
+            if body is None:
+                raise PayloadTooLarge(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller "
+                                      "mini-batches or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.")
             kind, with_proba = response_format(request.headers.get("Accept"), settings.probabilities)
             parsed = parse_payload(body, request.headers.get("Content-Type"), model.schema_)
             with holder.predict_lock:
@@ -120,18 +168,10 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
             labels = model.predict_from_proba(proba).tolist()
             ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
             body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
-        except PayloadError as error:
-            logger.warning("/invocations %d: %s", error.status, error)
-            return _text(str(error), error.status)
-        except RowsWithoutData as error:
-            where = parsed.place(error.positions[0])
-            logger.warning("/invocations 400: %s: no usable feature", where)
-            return _text(f"{where}: every feature is missing or undecodable ({len(error.positions)} such record(s)); "
-                         "images that cannot be decoded count as missing (the log names them).", 400)
         except MultimodalError as error:
-            status = error_status(error)
-            logger.warning("/invocations %d: %s: %s", status, type(error).__name__, error)
-            return _text(f"{type(error).__name__}: {error}", status)
+            status, message = error_status(error), _message(error, parsed)
+            logger.warning("/invocations %d: %s", status, message)
+            return _text(message, status)
         logger.info("/invocations: %d records in %.2f s", len(labels), time.monotonic() - started)
         return Response(body, status=200, mimetype=kind)
 
@@ -145,7 +185,7 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(error):
-        return _text(f"{error.code} {error.name}: {error.description}", error.code or 500)
+        return _text(f"{error.code} {error.name}: {error.description}", error_status(error))
 
     @app.errorhandler(Exception)
     def unexpected(error):
@@ -153,12 +193,6 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
         logger.error("%s %s 500: unexpected %s: %s", request.method, request.path, type(error).__name__, error,
                      exc_info=error)
         reason = str(error).replace("\n", " ")[:300]
-        return _text(f"500 internal error: {type(error).__name__}: {reason}", 500)
+        return _text(f"500 internal error: {type(error).__name__}: {reason}", error_status(error))
 
     return app
-
-
-def error_status(error: BaseException) -> int:
-    """The HTTP status of an error the library raised on purpose (a ``PayloadError`` carries its own): the
-    caller's mistake 400, the model's or the environment's 500."""
-    return 400 if isinstance(error, UserError) else 500

@@ -1,8 +1,8 @@
 """Request parsing and response encoding for ``/invocations``: pure functions, no web framework.
 
 Parsing turns a body (CSV without header, JSON Lines, or a JSON list) into a DataFrame of text cells
-in the model's inference column order; every problem is a ``PayloadError`` with an HTTP status and a
-message naming the line and the column. Encoding writes exactly one result per record, in order.
+in the model's inference column order; every problem is a ``PayloadError`` (the server maps its class to
+an HTTP status) with a message naming the line and the column. Encoding writes exactly one result per record, in order.
 """
 from __future__ import annotations
 
@@ -30,11 +30,19 @@ csv.field_size_limit(2**31 - 1)
 
 
 class PayloadError(UserError):
-    """A request the server refuses; ``status`` is the HTTP status to answer with (4xx)."""
+    """A request the server refuses: its body cannot be read as records of the model's columns."""
 
-    def __init__(self, message: str, status: int = 400):
-        self.status = status
-        super().__init__(message)
+
+class UnsupportedContentType(PayloadError):
+    """A Content-Type the server does not read."""
+
+
+class NotAcceptable(PayloadError):
+    """An Accept type the server cannot answer in."""
+
+
+class PayloadTooLarge(PayloadError):
+    """A body over MaxPayloadInMB."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,8 @@ def request_format(content_type: str | None) -> str:
     """The canonical format of a Content-Type (default CSV); 415 for anything else."""
     kind = MediaType.parse(content_type, CSV).type
     if kind not in CONTENT_TYPES:
-        raise PayloadError(f"content type {kind!r} is not supported; send text/csv, application/jsonlines or "
-                           "application/json.", status=415)
+        raise UnsupportedContentType(f"content type {kind!r} is not supported; send text/csv, "
+                                     "application/jsonlines or application/json.")
     return CONTENT_TYPES[kind]
 
 
@@ -74,8 +82,7 @@ def response_format(accept: str | None, default_probabilities: bool) -> tuple[st
         if kind in ACCEPT_TYPES:
             flag = media.parameters.get("probabilities")
             return kind, (flag in ("true", "1", "yes")) if flag is not None else default_probabilities
-    raise PayloadError(f"cannot answer in {accept!r}; accept text/csv, application/jsonlines or application/json.",
-                       status=406)
+    raise NotAcceptable(f"cannot answer in {accept!r}; accept text/csv, application/jsonlines or application/json.")
 
 
 @dataclass
