@@ -45,7 +45,6 @@ from multimodal.classifier.features import split_modalities  # noqa: E402
 from multimodal.classifier.importance import describe_importance  # noqa: E402
 from multimodal.classifier.labels import LabelMap  # noqa: E402
 from multimodal.classifier.metrics import classification_metrics  # noqa: E402
-from multimodal.classifier.estimator import JOINT_KIND  # noqa: E402
 from multimodal.classifier.schema import LABEL_COLUMN, infer_schema  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "multimodal-wheels"
@@ -120,7 +119,7 @@ def split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def early_fusion(train: pd.DataFrame, test: pd.DataFrame, params: dict, image_weights: str, work: Path):
     """One AutoGluon predictor on every feature column (images as their 2048 ResNet50 features)."""
     from multimodal.classifier.images import ImageEmbedder
-    from multimodal.classifier.tabular import fit_modality
+    from multimodal.classifier.tabular import fit_member
 
     schema = infer_schema(train.columns, warn=False)
     label_map = LabelMap.fit(train[LABEL_COLUMN])
@@ -135,7 +134,7 @@ def early_fusion(train: pd.DataFrame, test: pd.DataFrame, params: dict, image_we
         return pd.concat(blocks, axis=1)
 
     started = time.monotonic()
-    model, _ = fit_modality("early_fusion", features(train), label_map.encode(train[LABEL_COLUMN]),
+    model, _ = fit_member("early_fusion", features(train), label_map.encode(train[LABEL_COLUMN]),
                             label_map.n_classes, work / "early_fusion", quality=params["quality"],
                             eval_metric="log_loss", time_limit=60 * params["n_mins"], stacking="out_of_fold",
                             num_folds=5, seed=0)
@@ -186,9 +185,9 @@ def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dic
     default = fits["default"]
     inputs = default.fusion_inputs(test)
     n = len(default.classes_)
-    joint = {entry.name for entry in default._modality_entries if entry.kind == JOINT_KIND}
+    joint = {member.name for member in default.members_ if member.kind == "joint"}
     singles = []
-    for member, columns in default.modality_columns():
+    for member, columns in default.member_columns():
         block = inputs[:, columns][:, :n]
         if member in joint:
             add(f"joint member: {member} columns together", block, None, "its model inside the default fit")
@@ -204,12 +203,12 @@ def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dic
     add("fusion network, in-sample stacking (original)", fits["in_sample"].predict_proba(test).to_numpy(),
         fit_seconds["in_sample"])
     add(NO_JOINT, fits["no_joint"].predict_proba(test).to_numpy(), fit_seconds["no_joint"])
-    add(NETWORK_ONLY, default.fusion_model_.predict_proba(inputs), None, "the default fit's network, without the blend")
+    add(NETWORK_ONLY, default.fusion_network_.predict_proba(inputs), None, "the default fit's network, without the blend")
     add(DEFAULT, default.predict_proba(test).to_numpy(), fit_seconds["default"])
     rivals = {rival: paired_bootstrap(truth, probabilities[DEFAULT], probabilities[rival])
               for rival in (EARLY, best_single["model"], "fusion network, in-sample stacking (original)", NETWORK_ONLY)}
-    importance = default.modality_importance(test, fusion_inputs=inputs)
-    return description, rows, rivals, {"importance": importance, "blend": default.fusion_blend_.described()}
+    importance = default.modality_importance(test)
+    return description, rows, rivals, {"importance": importance, "blend": default.blend_.described()}
 
 
 def markdown(results: dict, params: dict) -> str:

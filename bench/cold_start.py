@@ -30,11 +30,11 @@ import autogluon.tabular; lap("import autogluon.tabular")
 from pathlib import Path
 from multimodal.classifier.estimator import MultimodalClassifier
 from multimodal.classifier.model_config import ModelConfig
-from multimodal.classifier.tabular import ModalityModel
+from multimodal.classifier.tabular import MemberPredictor
 from multimodal.classifier.fusion_network import FusionNetwork
 from multimodal.classifier.images import ImageEmbedder
 directory = Path(sys.argv[1]); config = ModelConfig.read(directory)
-models = [ModalityModel.load(e.name, directory / e.path, e.layout) for e in config.modalities]
+models = [MemberPredictor.load(e.name, directory / e.path, e.layout) for e in config.modalities]
 lap(f"load + persist {len(models)} AutoGluon predictors")
 FusionNetwork.load(directory / "wholistic"); lap("load the fusion network (NumPy)")
 ImageEmbedder("random", precision=config.image_weights.get("precision"))

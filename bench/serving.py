@@ -59,8 +59,8 @@ def against_bare_autogluon(directory, rows: pd.DataFrame, repeats: int) -> dict[
     inputs = {"text": frames.text, "num": frames.numeric, "cat": frames.categorical}
 
     def bare():
-        for modality in model.modalities_:
-            modality.predictor.predict_proba(inputs[modality.name])
+        for member in model.members_:
+            member.predictor.autogluon.predict_proba(inputs[member.name])
 
     def ours():
         model.predict_proba(rows)

@@ -119,7 +119,7 @@ def test_an_unexpected_exception_while_predicting_is_a_one_line_500_and_the_work
                                                                                           monkeypatch):
     """A fault injected into the real model's blend (once): the reply is one plain-text line, and the next
     request is answered."""
-    blend = fitted.fusion_blend_
+    blend = fitted.blend_
     original = blend.predict_proba
     failures = iter([ValueError("something deep inside\nwith a second line")])
 

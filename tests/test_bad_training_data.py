@@ -144,7 +144,7 @@ def test_labels_follow_one_rule_over_both_channels(tmp_path):
     result = run_train(root, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
-    assert metrics["validation"]["source"] == "validation channel" and "accuracy" in metrics["validation"]["fusion"]
+    assert metrics["validation"]["source"] == "validation channel" and "accuracy" in metrics["validation"]["blend"]
     assert json.loads((root / "model" / "model_config.json").read_text())["classes"] == ["1", "2", "x"]
 
 

@@ -44,36 +44,37 @@ def test_unseen_categories_missing_values_and_extra_columns_predict(fitted, test
 
 
 def test_the_joint_member_reads_every_non_image_column(fitted, train_frame):
-    members = [name for name, _ in fitted.modality_columns()]
-    assert members == ["text", "num", "cat", "text+num+cat", "img/photo_image"]
-    joint = next(model for model in fitted.modalities_ if model.name == "text+num+cat")
-    assert list(joint.predictor.original_features) == [c for c in train_frame.columns
+    members = [name for name, _ in fitted.member_columns()]
+    assert members == ["text", "num", "cat", "joint", "img/photo_image"]
+    joint = next(model for model in fitted.members_ if model.name == "joint")
+    assert list(joint.predictor.autogluon.original_features) == [c for c in train_frame.columns
                                                        if c.endswith(("_text", "_num", "_cat"))]
-    assert fitted.training_report_["modalities"]["text+num+cat"]["accuracy"] > 0.5
+    assert fitted.training_report_["members"]["joint"]["accuracy"] > 0.5
 
 
 def test_the_prediction_is_the_blend_of_network_and_members(fitted, test_frame):
     inputs = fitted.fusion_inputs(test_frame)
-    blend = fitted.fusion_blend_
-    network_proba = fitted.fusion_model_.predict_proba(inputs)
+    blend = fitted.blend_
+    network_proba = fitted.fusion_network_.predict_proba(inputs)
     n = len(fitted.classes_)
     expected = blend.weights[0] * network_proba
-    for weight, (_, columns) in zip(blend.weights[1:], fitted.modality_columns()):
+    for weight, (_, columns) in zip(blend.weights[1:], fitted.member_columns()):
         member = inputs[:, columns][:, :n]
         expected = expected + weight * member / member.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(fitted.predict_proba(test_frame).to_numpy(), expected, atol=1e-9)
     report = fitted.training_report_
     assert report["blend"] == blend.described() and sum(report["blend"].values()) == pytest.approx(1.0)
-    assert {"fusion_holdout", "fusion_network_holdout"} <= set(report)
+    assert {"blend_holdout", "fusion_network_holdout"} <= set(report)
 
 
 def test_shuffling_a_modality_moves_the_joint_member_with_it(fitted, test_frame):
+    from multimodal.classifier.evaluation import importance_shufflers
     from multimodal.classifier.features import split_modalities
 
     inputs = fitted.fusion_inputs(test_frame)
-    blocks = dict(fitted.modality_columns())
+    blocks = dict(fitted.member_columns())
     joint_features = split_modalities(test_frame, fitted.schema_).joint_tabular()[0]
-    shufflers = dict(fitted._importance_shufflers(inputs, joint_features))
+    shufflers = dict(importance_shufflers(fitted.learner_, inputs, joint_features))
     assert set(shufflers) == {"text", "num", "cat", "img/photo_image"}, "the joint member is not a modality"
     reverse = np.arange(len(test_frame))[::-1]
     columns_of = {"text": fitted.schema_.text, "num": fitted.schema_.numeric, "cat": fitted.schema_.categorical}
@@ -82,20 +83,20 @@ def test_shuffling_a_modality_moves_the_joint_member_with_it(fitted, test_frame)
         np.testing.assert_array_equal(shuffled[:, blocks[name]], inputs[reverse][:, blocks[name]])
         moved = test_frame.copy()
         moved[list(columns_of[name])] = test_frame[list(columns_of[name])].iloc[reverse].to_numpy()
-        expected = fitted.fusion_inputs(moved)[:, blocks["text+num+cat"]]
-        np.testing.assert_allclose(shuffled[:, blocks["text+num+cat"]], expected, rtol=1e-5, atol=1e-6)
-        untouched = [b for n, b in blocks.items() if n not in (name, "text+num+cat")]
+        expected = fitted.fusion_inputs(moved)[:, blocks["joint"]]
+        np.testing.assert_allclose(shuffled[:, blocks["joint"]], expected, rtol=1e-5, atol=1e-6)
+        untouched = [b for n, b in blocks.items() if n not in (name, "joint")]
         for block in untouched:
             np.testing.assert_array_equal(shuffled[:, block], inputs[:, block])
     image = shufflers["img/photo_image"](reverse)
-    np.testing.assert_array_equal(image[:, blocks["text+num+cat"]], inputs[:, blocks["text+num+cat"]])
+    np.testing.assert_array_equal(image[:, blocks["joint"]], inputs[:, blocks["joint"]])
 
 
 def test_modality_importance_in_the_training_report_and_on_new_data(fitted, test_frame):
-    names = [name for name, _ in fitted.modality_columns() if name != "text+num+cat"]
+    names = [name for name, _ in fitted.member_columns() if name != "joint"]
     report = fitted.training_report_["modality_importance"]
     # the hold-out rows' inputs are out of fold: there the joint member is shuffled as a block of its own
-    assert report["source"] == "fusion network hold-out split" and set(report) - {"source"} == {*names, "text+num+cat"}
+    assert report["source"] == "fusion network hold-out split" and set(report) - {"source"} == {*names, "joint"}
     importance = fitted.modality_importance(test_frame)
     assert set(importance) == set(names)
     for values in importance.values():
@@ -121,12 +122,12 @@ def test_model_directory_layout_and_config(saved_model_dir):
     assert config["fusion"]["path"] == "wholistic/fusion.npz" and config["fusion"]["layers"] == [14, 8, 3]
     blend = config["fusion"]["blend"]
     assert config["fusion"]["blend_path"] == "wholistic/blend.json" and sum(blend.values()) == pytest.approx(1.0)
-    assert set(blend) <= {"fusion network", "text", "num", "cat", "text+num+cat", "img/photo_image"}
+    assert set(blend) <= {"fusion network", "text", "num", "cat", "joint", "img/photo_image"}
     assert config["hyperparameters"]["quality"] == "toy" and config["hyperparameters"]["num_folds"] == 2
     layouts = {m["name"]: m["layout"] for m in config["modalities"]}
     assert layouts["text"] == [0, 1, 2, 3] and layouts["img/photo_image"] == [0, 1, 2, 3], "sentinel label 3"
     assert layouts["num"] == [0, 1, 2] and layouts["cat"] == [0, 1, 2], "no missing rows, no sentinel"
-    assert layouts["text+num+cat"] == [0, 1, 2], "no row without any non-image value"
+    assert layouts["joint"] == [0, 1, 2], "no row without any non-image value"
     assert config["fusion"]["n_inputs"] == 17 and len(config["fusion"]["inputs"]) == 17
     assert config["hyperparameters"]["joint_model"] == "tabular"
     image_entry = next(m for m in config["modalities"] if m["kind"] == "image")
@@ -182,13 +183,13 @@ def test_params_follow_the_estimator_contract():
 
 def test_integer_labels_in_sample_stacking_and_the_time_budget_split(monkeypatch):
     fit_deadlines = []
-    real_fit = tabular.fit_modality
+    real_fit = tabular.fit_member
 
     def recording_fit(*args, **kwargs):
         fit_deadlines.append(time.monotonic() + kwargs["time_limit"])
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(tabular, "fit_modality", recording_fit)
+    monkeypatch.setattr(tabular, "fit_member", recording_fit)
     frame = make_frame(45, seed=3).drop(columns=["photo_image"])
     frame["label"] = frame["label"].map({"cat": 10, "dog": 20, "fish": 30})
     params = {**FAST, "stacking": "in_sample", "n_mins": 1, "joint_model": "none"}
@@ -198,16 +199,16 @@ def test_integer_labels_in_sample_stacking_and_the_time_budget_split(monkeypatch
     predicted = model.predict(frame)
     assert predicted.dtype.kind == "i" and set(predicted) <= {10, 20, 30}
     assert len(fit_deadlines) == 3 and max(fit_deadlines) <= job_deadline, "each fit ends within the job's budget"
-    assert [m.name for m in model.modalities_] == ["text", "num", "cat"], "joint_model=none: no joint member"
-    assert model.fusion_blend_.described() == {"fusion network": 1.0}, "in-sample members never join the blend"
+    assert [m.name for m in model.members_] == ["text", "num", "cat"], "joint_model=none: no joint member"
+    assert model.blend_.described() == {"fusion network": 1.0}, "in-sample members never join the blend"
 
 
 def test_an_all_empty_image_column_is_skipped_with_a_warning(caplog):
     frame = make_frame(30, seed=4)[["weight_num", "photo_image", "label"]].assign(photo_image="")
     with caplog.at_level(logging.WARNING):
         model = MultimodalClassifier(**FAST).fit(frame)
-    assert "modality 'img/photo_image' skipped" in caplog.text
-    assert [m.name for m in model.modalities_] == ["num"]
+    assert "member 'img/photo_image' skipped" in caplog.text
+    assert [m.name for m in model.members_] == ["num"]
 
 
 @pytest.mark.parametrize("change, words", [
@@ -236,7 +237,7 @@ def test_fit_lets_go_of_a_handed_over_table_before_autogluon_trains(monkeypatch)
     import gc
     import weakref
 
-    real_fit = tabular.fit_modality
+    real_fit = tabular.fit_member
     alive_at_fit = []
 
     def observed_fit(*args, **kwargs):
@@ -244,9 +245,28 @@ def test_fit_lets_go_of_a_handed_over_table_before_autogluon_trains(monkeypatch)
         alive_at_fit.append(table() is not None)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(tabular, "fit_modality", observed_fit)
+    monkeypatch.setattr(tabular, "fit_member", observed_fit)
     tables = {"train": make_frame(30, seed=4)}
     table = weakref.ref(tables["train"])
     model = MultimodalClassifier(**{**FAST, "n_mins": 1, "image_components": 0}).fit(tables.pop("train"))
     assert alive_at_fit and not any(alive_at_fit), "the table was still alive when AutoGluon started"
     assert model.training_summary_["rows"] == 30
+
+
+def test_a_model_saved_before_the_members_were_renamed_still_loads(fitted, saved_model_dir, test_frame, tmp_path):
+    """Models written before issue 18 named the joint member after its modalities ("text+num+cat"); the
+    format is otherwise the same, so they load, predict the same and report the joint member as "joint"."""
+    import shutil
+
+    old = tmp_path / "old-model"
+    shutil.copytree(saved_model_dir, old)
+    config = json.loads((old / "model_config.json").read_text())
+    for entry in config["modalities"]:
+        if entry["kind"] == "joint":
+            entry["name"] = "text+num+cat"
+    config["fusion"]["inputs"] = [name.replace("joint:", "text+num+cat:") for name in config["fusion"]["inputs"]]
+    (old / "model_config.json").write_text(json.dumps(config))
+    loaded = MultimodalClassifier.load(old)
+    assert [m.name for m in loaded.members_] == ["text", "num", "cat", "joint", "img/photo_image"]
+    np.testing.assert_array_equal(loaded.predict_proba(test_frame).to_numpy(),
+                                  fitted.predict_proba(test_frame).to_numpy())

@@ -3,13 +3,13 @@ import json
 import pytest
 
 from multimodal.errors import PlatformError
-from multimodal.classifier.model_config import FILE_NAME, ModalityEntry, ModelConfig
+from multimodal.classifier.model_config import FILE_NAME, MemberEntry, ModelConfig
 
 
 def config():
     return ModelConfig(schema={"columns": ["a_num", "label"], "text": [], "numeric": ["a_num"], "categorical": [],
                                "image": [], "has_id": False}, classes=["x", 2],
-                       modalities=[ModalityEntry("num", "num", ["a_num"], "num", [0, 1])],
+                       modalities=[MemberEntry("num", "num", ["a_num"], "num", [0, 1])],
                        fusion={"path": "wholistic/fusion.keras"}, hyperparameters={"quality": "toy"},
                        image_weights=None)
 

@@ -4,7 +4,7 @@ import pytest
 
 from multimodal.classifier import tabular
 from multimodal.classifier.gpu import visible_gpus
-from multimodal.classifier.tabular import (GPU_FAMILIES, IN_SAMPLE, OUT_OF_FOLD, ModalityModel, fit_modality,
+from multimodal.classifier.tabular import (GPU_FAMILIES, IN_SAMPLE, OUT_OF_FOLD, MemberPredictor, fit_member,
                                            hyperparameter_preset)
 
 
@@ -36,26 +36,26 @@ def test_out_of_fold_probabilities_cover_every_row_in_layout_order(tmp_path, cap
     features, labels = numeric_task()
     labels = labels.copy()
     labels[:12] = 2                      # sentinel rows (n_classes=2)
-    model, proba = fit_modality("num", features, labels, 2, tmp_path / "num", quality="toy",
+    model, proba = fit_member("num", features, labels, 2, tmp_path / "num", quality="toy",
                                 eval_metric="log_loss", time_limit=60, stacking=OUT_OF_FOLD, num_folds=2, seed=0)
     assert model.layout == [0, 1, 2]
     assert proba.shape == (80, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     in_sample = model.predict_proba(features)
     assert not np.allclose(proba, in_sample), "out-of-fold probabilities differ from in-sample ones"
-    loaded = ModalityModel.load("num", tmp_path / "num", model.layout)
+    loaded = MemberPredictor.load("num", tmp_path / "num", model.layout)
     np.testing.assert_array_equal(loaded.predict_proba(features), in_sample)
-    assert loaded.predictor.model_best in loaded.predictor.unpersist(), "the best model is kept in memory"
+    assert loaded.autogluon.model_best in loaded.autogluon.unpersist(), "the best model is kept in memory"
 
     monkeypatch.setattr(tabular, "PERSIST_MEMORY_FRACTION", 0.0)  # as if the machine had no memory to spare
-    from_disk = ModalityModel.load("num", tmp_path / "num", model.layout)
-    assert "not kept in memory" in caplog.text and from_disk.predictor.unpersist() == []
+    from_disk = MemberPredictor.load("num", tmp_path / "num", model.layout)
+    assert "not kept in memory" in caplog.text and from_disk.autogluon.unpersist() == []
     np.testing.assert_array_equal(from_disk.predict_proba(features), in_sample)
 
 
 def test_in_sample_stacking_and_no_sentinel_layout(tmp_path):
     features, labels = numeric_task()
-    model, proba = fit_modality("num", features, labels, 2, tmp_path / "num", quality="toy",
+    model, proba = fit_member("num", features, labels, 2, tmp_path / "num", quality="toy",
                                 eval_metric="accuracy", time_limit=60, stacking=IN_SAMPLE, num_folds=2, seed=0)
     assert model.layout == [0, 1]
     np.testing.assert_array_equal(proba, model.predict_proba(features))
@@ -67,11 +67,11 @@ def test_a_share_too_small_for_any_model_still_gives_a_member(tmp_path, caplog, 
     AutoGluon refuses to start): one quick LightGBM without a limit stands in, with a warning."""
     features, labels = numeric_task(400)
     with caplog.at_level("WARNING"):
-        model, proba = fit_modality("num", features, labels, 2, tmp_path / "num", quality="toy",
+        model, proba = fit_member("num", features, labels, 2, tmp_path / "num", quality="toy",
                                     eval_metric="log_loss", time_limit=share, stacking=OUT_OF_FOLD, num_folds=2,
                                     seed=0)
     assert "fitting one quick LightGBM without a limit instead" in caplog.text
-    names = model.predictor.model_names()
+    names = model.autogluon.model_names()
     assert any(n.startswith("LightGBM") for n in names) and all(n.startswith(("LightGBM", "WeightedEnsemble"))
                                                                  for n in names), names
     assert proba.shape == (400, 2)
@@ -84,10 +84,10 @@ def test_members_that_cannot_be_trained_say_why(tmp_path):
 
     features, labels = numeric_task(60)
     with pytest.raises(MemberNotTrained, match=r"every column has the same value in every row .*\['a_num', 'b_num'\]"):
-        fit_modality("num", features.assign(a_num=1.0, b_num=0.0), labels, 2, tmp_path / "a", quality="toy",
+        fit_member("num", features.assign(a_num=1.0, b_num=0.0), labels, 2, tmp_path / "a", quality="toy",
                      eval_metric="log_loss", time_limit=20, stacking=IN_SAMPLE, num_folds=2, seed=0)
     with pytest.raises(MemberNotTrained, match="single label value"):
-        fit_modality("num", features, np.zeros(60, dtype=int), 2, tmp_path / "b", quality="toy",
+        fit_member("num", features, np.zeros(60, dtype=int), 2, tmp_path / "b", quality="toy",
                      eval_metric="log_loss", time_limit=20, stacking=IN_SAMPLE, num_folds=2, seed=0)
 
 
@@ -103,6 +103,6 @@ def test_chinese_text_without_spaces_trains_a_text_member(tmp_path):
     reviews = ["".join(rng.choice(good if label else bad, 2)) + "。" for label in labels]
     frame = pd.DataFrame({"review_text": reviews, "label": labels})
     text = split_modalities(frame, infer_schema(frame.columns)).text
-    model, proba = fit_modality("text", text, labels, 2, tmp_path / "text", quality="toy", eval_metric="log_loss",
+    model, proba = fit_member("text", text, labels, 2, tmp_path / "text", quality="toy", eval_metric="log_loss",
                                 time_limit=60, stacking=IN_SAMPLE, num_folds=2, seed=0)
     assert (proba.argmax(axis=1) == labels).mean() > 0.9

@@ -36,11 +36,11 @@ def test_two_train_files_a_validation_channel_and_json_encoded_hyperparameters(t
     data = root / "output" / "data"
     metrics = json.loads((data / "metrics.json").read_text())
     assert metrics["validation"]["source"] == "validation channel"
-    assert metrics["validation"]["fusion"]["rows"] == 21
-    assert set(metrics["validation"]["modalities"]) == {"text", "num", "cat", "text+num+cat", "img/photo_image"}
+    assert metrics["validation"]["blend"]["rows"] == 21
+    assert set(metrics["validation"]["members"]) == {"text", "num", "cat", "joint", "img/photo_image"}
     assert set(metrics["validation"]["modality_importance"]) == {"text", "num", "cat", "img/photo_image"}
     assert "modality contributions (each shuffled on the 21 validation rows)" in result.stdout
-    assert set(metrics["train"]["modalities"]) == {"text", "num", "cat", "text+num+cat", "img/photo_image"}
+    assert set(metrics["train"]["members"]) == {"text", "num", "cat", "joint", "img/photo_image"}
     assert sum(metrics["train"]["blend"].values()) == pytest.approx(1.0) and "blend weights" in result.stdout
     assert (data / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (data / "leaderboards").iterdir()) == \
@@ -50,8 +50,8 @@ def test_two_train_files_a_validation_channel_and_json_encoded_hyperparameters(t
         assert len(values) == 1, f"{definition['Name']}: {values}"
         assert 0.0 <= float(values[0]) < 100
     assert float(re.findall(r"validation:accuracy=([0-9.]+);", result.stdout)[0]) == \
-        pytest.approx(metrics["validation"]["fusion"]["accuracy"], abs=1e-6)
-    for phase in ("channel 'train' (File mode): 60 rows from 2 source(s)", "embedded", "modality 'text': fitted",
+        pytest.approx(metrics["validation"]["blend"]["accuracy"], abs=1e-6)
+    for phase in ("channel 'train' (File mode): 60 rows from 2 source(s)", "embedded", "member 'text': fitted",
                   "fusion network", "training job done"):
         assert phase in result.stdout
 
@@ -133,7 +133,7 @@ def test_sigterm_stops_training_within_30_seconds_with_a_failure_message(tmp_pat
     reader = threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True)
     reader.start()
     deadline = time.monotonic() + 120
-    while not any("modality 'text': fitted" in line for line in seen):
+    while not any("member 'text': fitted" in line for line in seen):
         assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)

@@ -192,6 +192,10 @@ class ModalityFrames:
         frames = (("text", self.text), ("num", self.numeric), ("cat", self.categorical))
         return [(kind, frame) for kind, frame in frames if frame is not None]
 
+    def modality(self, kind: str) -> pd.DataFrame | None:
+        """The frame of one non-image modality: ``text``, ``num`` or ``cat``."""
+        return {"text": self.text, "num": self.numeric, "cat": self.categorical}[kind]
+
     def joint_tabular(self) -> tuple[pd.DataFrame, np.ndarray] | None:
         """All non-image columns side by side and each row's missing fraction over them (weighted by column
         count), or None when fewer than two non-image modalities are present."""

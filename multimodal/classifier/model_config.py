@@ -29,7 +29,7 @@ def library_versions() -> dict[str, str]:
 
 
 @dataclass
-class ModalityEntry:
+class MemberEntry:
     """One AutoGluon member of the fusion: its name, kind (``text``, ``num``, ``cat``, ``image``, or ``joint`` for
     the model of all non-image columns), columns, sub-directory, label layout and, for an image column, its
     feature projection file."""
@@ -48,7 +48,7 @@ class ModelConfig:
 
     schema: dict
     classes: list
-    modalities: list[ModalityEntry]
+    modalities: list[MemberEntry]
     fusion: dict
     hyperparameters: dict
     image_weights: dict | None
@@ -99,8 +99,8 @@ class ModelConfig:
         for number, entry in enumerate(data["modalities"], start=1):
             if not isinstance(entry, dict):
                 raise PlatformError(f"{path}: modalities[{number}] is not an object; {_REMEDY}")
-            _check_keys(path, f"modalities[{number}]", entry, ModalityEntry)
-        data["modalities"] = [ModalityEntry(**entry) for entry in data["modalities"]]
+            _check_keys(path, f"modalities[{number}]", entry, MemberEntry)
+        data["modalities"] = [MemberEntry(**entry) for entry in data["modalities"]]
         return cls(**data)
 
 

@@ -1,6 +1,6 @@
-"""One AutoGluon TabularPredictor per modality, trained on that modality's sentinel labels.
+"""The AutoGluon TabularPredictor of each member, trained on the member's sentinel labels.
 
-Only this module imports AutoGluon. ``fit_modality`` returns the fitted model and the training
+Only this module imports AutoGluon. ``fit_member`` returns the fitted predictor and the training
 rows' class probabilities for the fusion network: out-of-fold (AutoGluon bagging) by default, or
 in-sample (the original algorithm's way) when asked.
 """
@@ -74,28 +74,29 @@ def all_columns_constant(features: pd.DataFrame) -> bool:
 
 
 @dataclass
-class ModalityModel:
-    """A fitted per-modality AutoGluon predictor and the label layout of its probabilities.
+class MemberPredictor:
+    """A member's fitted AutoGluon predictor and the label layout of its probabilities.
 
-    ``layout`` lists the integer labels of the probability columns this modality contributes to the
-    fusion input: the classes 0..n-1, then the sentinel label n when the modality had missing rows.
+    ``layout`` lists the integer labels of the probability columns this member contributes to the
+    fusion input: the classes 0..n-1, then the sentinel label n when the member had rows with too
+    little information.
     """
 
     name: str
     path: Path
     layout: list[int]
-    predictor: object
+    autogluon: object   # the TabularPredictor
     leaderboard: pd.DataFrame | None = None
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Class probabilities in ``layout`` order, one row per feature row."""
         if len(features) == 0:
             return np.zeros((0, len(self.layout)), dtype=np.float32)
-        proba = self.predictor.predict_proba(features, as_multiclass=True)
+        proba = self.autogluon.predict_proba(features, as_multiclass=True)
         return _in_layout(proba, self.layout)
 
     @classmethod
-    def load(cls, name: str, path: Path, layout: list[int]) -> "ModalityModel":
+    def load(cls, name: str, path: Path, layout: list[int]) -> "MemberPredictor":
         """Load a saved predictor and keep its models in memory for fast repeated predictions."""
         from autogluon.tabular import TabularPredictor
 
@@ -107,10 +108,10 @@ class ModalityModel:
         if on_disk < PERSIST_MEMORY_FRACTION * available:
             predictor.persist(models="best", with_ancestors=True, max_memory=None)
         else:
-            logger.warning("modality '%s': its models (%.0f MB on disk) are not kept in memory (%.0f MB available);"
+            logger.warning("member '%s': its models (%.0f MB on disk) are not kept in memory (%.0f MB available);"
                            " predictions read them from disk each time: give the endpoint more memory",
                            name, on_disk / 1e6, available / 1e6)
-        return cls(name=name, path=path, layout=layout, predictor=predictor)
+        return cls(name=name, path=path, layout=layout, autogluon=predictor)
 
 
 def _in_layout(proba: pd.DataFrame, layout: list[int]) -> np.ndarray:
@@ -119,7 +120,7 @@ def _in_layout(proba: pd.DataFrame, layout: list[int]) -> np.ndarray:
     return np.column_stack([columns.get(label, zeros) for label in layout])
 
 
-def fit_modality(
+def fit_member(
     name: str,
     features: pd.DataFrame,
     labels: np.ndarray,
@@ -132,8 +133,8 @@ def fit_modality(
     stacking: str,
     num_folds: int,
     seed: int,
-) -> tuple[ModalityModel, np.ndarray]:
-    """Fit one modality's predictor; return it and the training rows' probabilities (see module doc).
+) -> tuple[MemberPredictor, np.ndarray]:
+    """Fit one member's predictor; return it and the training rows' probabilities (see module doc).
 
     Raises ``MemberNotTrained`` when the member cannot be trained: every column constant or missing, no
     feature left after AutoGluon's feature generation, or AutoGluon failing. When no model of the preset
@@ -170,7 +171,7 @@ def fit_modality(
         if predictor is not None and not predictor.features(feature_stage="transformed"):
             raise MemberNotTrained("AutoGluon's feature generation left no usable feature (constant, missing or "
                                    "unusable values)")
-        logger.warning("modality '%s': no model of quality %r finished within its %.1f s share of the time budget; "
+        logger.warning("member '%s': no model of quality %r finished within its %.1f s share of the time budget; "
                        "fitting one quick LightGBM without a limit instead: raise n_mins/n_hours for better models",
                        name, quality, time_limit)
         shutil.rmtree(path, ignore_errors=True)
@@ -178,7 +179,7 @@ def fit_modality(
         if not predictor.model_names():
             raise MemberNotTrained("AutoGluon trained no model, even without a time limit: its models found no "
                                    "feature they can use in these columns")
-    model = ModalityModel(name=name, path=path, layout=layout, predictor=predictor)
+    model = MemberPredictor(name=name, path=path, layout=layout, autogluon=predictor)
     del data
     with _member_failures():
         if stacking == OUT_OF_FOLD:
@@ -191,7 +192,7 @@ def fit_modality(
         predictor.delete_models(models_to_keep="best", dry_run=False)
         predictor.save_space()
     logger.info(
-        "modality '%s': fitted %d rows x %d features in %.1f s (budget %.0f s); best model %s, "
+        "member '%s': fitted %d rows x %d features in %.1f s (budget %.0f s); best model %s, "
         "validation %s %.4f; %d label values (%s)",
         name, len(features), features.shape[1], time.monotonic() - started, time_limit, best,
         eval_metric, score, len(layout), "with sentinel" if len(layout) > n_classes else "no sentinel",

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from multimodal.classifier import hyperparameters as hp
 from multimodal.sagemaker.channels import channels_on_disk, read_channel, validate_input_data_config
 from multimodal.classifier.budget import TimeBudget
 from multimodal.errors import PlatformError, UserError
-from multimodal.classifier.metrics import classification_metrics, metric_lines
+from multimodal.classifier.metrics import metric_lines
 from multimodal.classifier.model_config import FILE_NAME as MODEL_CONFIG_FILE
 from multimodal.sagemaker.paths import SageMakerPaths
 from multimodal.classifier.schema import LABEL_COLUMN, infer_schema
@@ -78,28 +79,6 @@ def discard_incomplete_model(paths: SageMakerPaths) -> None:
         clear_directory(paths.model_dir)
 
 
-def evaluate(model, frame: pd.DataFrame) -> dict:
-    """Fusion and per-modality metrics of a fitted model on a labelled frame, and each modality's
-    permutation importance for the fusion network."""
-    from multimodal.classifier.importance import describe_importance
-    from multimodal.classifier.labels import drop_missing_labels
-
-    frame = drop_missing_labels(frame, LABEL_COLUMN)
-    codes = model.label_map_.encode(frame[LABEL_COLUMN])
-    inputs = model.fusion_inputs(frame)
-    proba = model.fusion_blend_.predict_proba(inputs)
-    n = len(model.classes_)
-    result = {"fusion": classification_metrics(codes, proba), "modalities": {}}
-    for name, columns in model.modality_columns():
-        result["modalities"][name] = classification_metrics(codes, inputs[:, columns][:, :n])
-    importance = model.modality_importance(frame, fusion_inputs=inputs)
-    if importance:
-        result["modality_importance"] = importance
-        logger.info("modality contributions (each shuffled on the %d validation rows): %s", len(codes),
-                    describe_importance(importance))
-    return result, codes, proba
-
-
 def write_confusion_matrix(path: Path, codes: np.ndarray, proba: np.ndarray, classes: list, title: str) -> None:
     """A PNG confusion matrix (rows: true class, columns: predicted class, with counts)."""
     import matplotlib
@@ -118,14 +97,16 @@ def write_confusion_matrix(path: Path, codes: np.ndarray, proba: np.ndarray, cla
     axis.set_yticks(range(k), labels)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_title(title)
+    # Wrapped to the figure's width (a 2-class figure is about 3 inches wide) and saved with a tight box, so a
+    # long title is never cut at the edge.
+    axis.set_title(textwrap.fill(title, max(24, int(9 * size))), fontsize="medium")
     if k <= 30:
         for i in range(k):
             for j in range(k):
                 axis.text(j, i, str(matrix[i, j]), ha="center", va="center",
                           color="white" if matrix[i, j] > matrix.max() / 2 else "black")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.1)
     plt.close(figure)
 
 
@@ -210,15 +191,17 @@ def run_training(paths: SageMakerPaths) -> None:
 
 def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None, params: dict) -> None:
     """metrics.json, the leaderboards and the confusion matrix in ``output/data``; the metric lines on stdout."""
+    from multimodal.classifier import evaluation
+
     report = {"stacking": params["stacking"], "train": model.training_report_,
               "skipped_members": model.training_summary_.get("skipped_members", [])}
     lines = []
-    for name, metrics in model.training_report_["modalities"].items():
+    for name, metrics in model.training_report_["members"].items():
         lines += metric_lines(f"train:{name}", metrics)
     codes = proba = None
     if validation is not None:
         try:
-            scored, codes, proba = evaluate(model, validation)
+            scored, codes, proba = evaluation.evaluate(model.learner_, validation, seed=params["seed"])
             report["validation"] = {"source": "validation channel", **scored}
             title = f"validation channel ({len(codes)} rows)"
         except Exception as error:  # noqa: BLE001 - the training part of the report is still worth writing
@@ -227,21 +210,21 @@ def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None,
             report["validation_error"] = f"{type(error).__name__}: {error}"
     elif model.fusion_holdout_ is not None:
         report["validation"] = {"source": "fusion network hold-out split of the training rows",
-                                "fusion": model.training_report_["fusion_holdout"]}
+                                "blend": model.training_report_["blend_holdout"]}
         codes, proba = model.fusion_holdout_
         title = f"fusion hold-out split of the training rows ({len(codes)} rows)"
     if "validation" in report:
-        lines += metric_lines("validation", report["validation"]["fusion"])
-        for name, metrics in report["validation"].get("modalities", {}).items():
+        lines += metric_lines("validation", report["validation"]["blend"])
+        for name, metrics in report["validation"].get("members", {}).items():
             lines += metric_lines(f"validation:{name}", metrics)
 
     paths.output_data_dir.mkdir(parents=True, exist_ok=True)
     (paths.output_data_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     leaderboards = paths.output_data_dir / "leaderboards"
     leaderboards.mkdir(exist_ok=True)
-    for modality in model.modalities_:
-        if modality.leaderboard is not None:
-            modality.leaderboard.to_csv(leaderboards / (modality.name.replace("/", "__") + ".csv"), index=False)
+    for member in model.members_:
+        if member.leaderboard is not None:
+            member.leaderboard.to_csv(leaderboards / (member.name.replace("/", "__") + ".csv"), index=False)
     if codes is not None:
         write_confusion_matrix(paths.output_data_dir / "confusion_matrix.png", codes, proba, model.classes_, title)
     for line in lines:

@@ -1,0 +1,278 @@
+"""The learner behind ``MultimodalClassifier``: it fits the members on their sentinel labels, drawing each
+member's share from the time budget, trains the fusion network over their (out-of-fold) probabilities,
+selects the blend, and predicts, saves and loads all of it. The facade holds one."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multimodal.classifier.budget import TimeBudget
+from multimodal.classifier.features import describe_row, split_modalities
+from multimodal.classifier.labels import LabelMap, sentinel_labels
+from multimodal.classifier.members import (FitOptions, ImageMember, JointMember, Member, member_from_entry,
+                                           member_slices, plan_members)
+from multimodal.classifier.model_config import ModelConfig
+from multimodal.classifier.schema import LABEL_COLUMN, Schema
+from multimodal.errors import PlatformError, RowsWithoutData, UserError
+
+logger = logging.getLogger(__name__)
+
+MIN_FIT_SECONDS = 10.0
+# Kept from the members' shares: the fusion network, the blend, the reports and saving the model.
+FINISH_RESERVE_SECONDS = 60.0
+REPORT_RESERVE_SECONDS = 10.0
+FUSION_DIR = "wholistic"
+JOINT_MODEL_ON = "tabular"   # the joint_model value that adds the joint member (the other: "none")
+
+
+@dataclass
+class FitRecord:
+    """What the fit leaves for the training report: the fusion inputs of the training rows (out of fold by
+    default), their label codes, the rows the network held out, and the members that were skipped."""
+
+    fusion_inputs: np.ndarray
+    codes: np.ndarray
+    validation_rows: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImageSettings:
+    """How images are embedded: the weights setting, the precision and the batch size."""
+
+    weights: str | None = None
+    precision: str | None = None
+    batch_size: int = 32
+
+
+class FusionLearner:
+    """The fitted state: ``schema``, ``label_map``, ``members``, the fusion ``network`` and the ``blend``
+    (what predicts), and the image ``embedder`` shared by the image members (None without images)."""
+
+    def __init__(self, schema: Schema, label_map: LabelMap, members: list[Member], network, blend, embedder=None,
+                 weights_setting: str | None = None):
+        self.schema = schema
+        self.label_map = label_map
+        self.members = members
+        self.network = network
+        self.blend = blend
+        self.embedder = embedder
+        self.weights_setting = weights_setting
+        self._work_dir = None   # the temporary directory of a fresh fit's predictors (kept alive with the learner)
+
+    # -- training -------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, handed_over: list[pd.DataFrame], schema: Schema, label_map: LabelMap, params: dict,
+            budget: TimeBudget, images: ImageSettings) -> tuple["FusionLearner", FitRecord]:
+        """Fit on the one table in ``handed_over`` (labelled rows only), taken out of the list so that it is
+        let go of once the images are embedded; ``params`` are validated hyperparameters."""
+        from multimodal.classifier import fusion
+        from multimodal.classifier.tabular import MemberNotTrained
+
+        data = handed_over.pop()
+
+        codes = label_map.encode(data[LABEL_COLUMN])
+        frames = split_modalities(data, schema)
+        members = plan_members(frames, joint=params["joint_model"] == JOINT_MODEL_ON)
+        embedder = cls._embedder_for(members, images)
+        features = {}
+        for member in members:
+            if isinstance(member, ImageMember):
+                member.embedder = embedder
+                features[member.name] = member.fit_features(frames, params["image_components"],
+                                                            lambda row: describe_row(data, row))
+        # The base64 strings are no longer needed: without these references (and when the caller handed its
+        # table over, as the training job does) they are freed before AutoGluon makes its copies.
+        frames.images.clear()
+        del data
+        for member in members:
+            if member.name not in features:
+                features[member.name] = (member.features(frames), member.missing_fraction(frames))
+
+        planned = []
+        for member in members:
+            frame, missing = features.pop(member.name)
+            labels = sentinel_labels(codes, missing, params["missing_threshold"], label_map.n_classes)
+            if len(np.unique(labels)) < 2:
+                logger.warning("member '%s' skipped: every row has too little information (missing values)",
+                               member.name)
+                continue
+            planned.append((member, frame, labels))
+        if not planned:
+            raise UserError("no member has enough non-missing values to train on.")
+
+        work_dir = tempfile.TemporaryDirectory(prefix="multimodal-fit-")
+        options = FitOptions(quality=params["quality"], eval_metric=params["eval_metric"],
+                             stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"])
+        fitted, train_probas, skipped = [], [], []
+        for position, (member, frame, labels) in enumerate(planned):
+            remaining = max(budget.remaining(), 0.0)
+            share = budget.share(len(planned) - position, reserve=min(FINISH_RESERVE_SECONDS, 0.15 * remaining))
+            if share < MIN_FIT_SECONDS:
+                logger.warning("time budget nearly spent: giving member '%s' %.0f s; raise n_mins/n_hours "
+                               "for better models", member.name, MIN_FIT_SECONDS)
+                share = MIN_FIT_SECONDS
+            try:
+                proba = member.fit(frame, labels, label_map.n_classes, Path(work_dir.name), time_limit=share,
+                                   options=options)
+            except MemberNotTrained as error:
+                shown = member.columns[:8] + (["..."] if len(member.columns) > 8 else [])
+                logger.warning("member '%s' (columns %s) skipped: %s; training goes on with the other members",
+                               member.name, shown, error)
+                skipped.append(f"{member.name}: {error}")
+                continue
+            fitted.append(member)
+            train_probas.append(proba)
+        if not fitted:
+            raise UserError("no member could be trained: " + "; ".join(skipped) + ". Check the columns named "
+                            "(multimodal validate reports constant and empty columns) or raise the time budget.")
+        fusion_inputs = np.concatenate(train_probas, axis=1)
+        network, validation_rows = fusion.train_network(
+            fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
+            validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
+            learning_rate=params["learning_rate"], seed=params["seed"],
+            time_limit=max(30.0, budget.remaining() - REPORT_RESERVE_SECONDS),
+        )
+        if not any(isinstance(m, ImageMember) for m in fitted):
+            embedder = None
+        learner = cls(schema, label_map, fitted, network, None, embedder, embedder.weights if embedder else None)
+        learner.blend = learner._select_blend(fusion_inputs, codes, validation_rows, params)
+        learner._work_dir = work_dir
+        return learner, FitRecord(fusion_inputs, codes, validation_rows, skipped)
+
+    @staticmethod
+    def _embedder_for(members: list[Member], images: ImageSettings):
+        if not any(isinstance(m, ImageMember) for m in members):
+            return None
+        from multimodal.classifier.images import ImageEmbedder, resolve_weights_setting
+
+        embedder = ImageEmbedder(resolve_weights_setting(images.weights), batch_size=images.batch_size,
+                                 precision=images.precision)
+        logger.info("image embedding: %s", embedder.describe())
+        return embedder
+
+    def _select_blend(self, fusion_inputs, codes, validation_rows, params):
+        """Ensemble selection over the network and the members on the network's hold-out rows (out-of-fold
+        stacking only: in-sample member probabilities are overfit on those rows and would win unfairly)."""
+        from multimodal.classifier.blend import FusionBlend, describe_weights
+
+        if params["stacking"] != "out_of_fold" or not params["blend_rounds"] or not len(validation_rows):
+            return FusionBlend.network_only(self.network)
+        starts = [(member.name, start) for member, (start, _) in zip(self.members, member_slices(self.members))]
+        blend = FusionBlend.select(self.network, fusion_inputs[validation_rows], codes[validation_rows], starts,
+                                   params["blend_rounds"])
+        logger.info("blend weights (ensemble selection, %d rounds on %d hold-out rows): %s", params["blend_rounds"],
+                    len(validation_rows), describe_weights(blend.described()))
+        return blend
+
+    # -- prediction -------------------------------------------------------------------------------
+    def fusion_inputs(self, data: pd.DataFrame, require_data: bool = False) -> np.ndarray:
+        """The members' probabilities side by side, for ``data``; ``require_data``: raise ``RowsWithoutData``
+        for rows whose every feature is missing (an undecodable image counts as missing)."""
+        frames = split_modalities(data, self.schema)
+        informed = np.zeros(len(data), dtype=bool)
+        for kind, _ in frames.tabular():
+            informed |= frames.missing_fraction[kind] < 1.0
+        parts = []
+        for member in self.members:
+            if isinstance(member, ImageMember):
+                features, missing = member.features_and_missing(frames, lambda row: describe_row(data, row))
+                informed |= ~missing
+            else:
+                features = member.features(frames)
+            parts.append(member.predict_proba(features))
+        if require_data and not informed.all():
+            raise RowsWithoutData(np.flatnonzero(~informed))
+        return np.concatenate(parts, axis=1)
+
+    def member_columns(self) -> list[tuple[str, slice]]:
+        """Each member's name and its columns in the fusion inputs (classes 0..n-1 first, then the sentinel)."""
+        return [(member.name, slice(start, stop))
+                for member, (start, stop) in zip(self.members, member_slices(self.members))]
+
+    def joint_members(self) -> list[JointMember]:
+        return [m for m in self.members if isinstance(m, JointMember)]
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, directory: Path, hyperparameters: dict, training: dict) -> None:
+        """Write every member's predictor (and projection), ``wholistic/`` (network and blend) and, last,
+        ``model_config.json``."""
+        from multimodal.classifier import fusion
+
+        (directory / "model_config.json").unlink(missing_ok=True)
+        for member in self.members:
+            target = directory / member.path
+            if Path(member.predictor.path).resolve() != target.resolve():
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(member.predictor.path, target)
+            member.save_extras(directory)
+        weights_path = self.network.save(directory / FUSION_DIR)
+        keras_path = fusion.save_keras(self.network, directory / FUSION_DIR)
+        blend_path = self.blend.save(directory / FUSION_DIR)
+        entries = [member.entry() for member in self.members]
+        ModelConfig(
+            schema=self.schema.to_dict(),
+            classes=self.label_map.to_list(),
+            modalities=entries,
+            fusion={"path": f"{FUSION_DIR}/{weights_path.name}", "keras_path": f"{FUSION_DIR}/{keras_path.name}",
+                    "blend_path": f"{FUSION_DIR}/{blend_path.name}", "blend": self.blend.described(),
+                    "n_inputs": self.network.n_inputs, "layers": self.network.layer_sizes,
+                    "inputs": [f"{e.name}:{label}" for e in entries for label in e.layout]},
+            hyperparameters=hyperparameters,
+            image_weights=({**self.embedder.identity.to_dict(), "setting": self.weights_setting,
+                            "precision": self.embedder.precision} if self.embedder else None),
+            training=training,
+        ).write(directory)
+
+    @classmethod
+    def load(cls, directory: Path, config: ModelConfig, images: ImageSettings) -> "FusionLearner":
+        """The learner a model directory holds; image weights must give the sha256 recorded at training."""
+        from multimodal.classifier.blend import FusionBlend
+
+        embedder, setting = None, None
+        if config.image_weights:
+            from multimodal.classifier.images import ImageEmbedder
+
+            recorded = config.image_weights
+            setting = images.weights or recorded.get("setting") or _image_setting_from_identity(recorded["name"])
+            precision = images.precision or recorded.get("precision", "fp32")
+            embedder = ImageEmbedder(setting, batch_size=images.batch_size, precision=precision)
+            if embedder.identity.sha256 != recorded["sha256"]:
+                raise PlatformError(
+                    f"the model was trained with ResNet50 weights {recorded['name']} (sha256 "
+                    f"{recorded['sha256'][:12]}...) but {setting!r} gives {embedder.identity.name} (sha256 "
+                    f"{embedder.identity.sha256[:12]}...); load it with the same image weights.")
+        members = [member_from_entry(entry, directory, embedder) for entry in config.modalities]
+        network = _load_network(directory, config)
+        blend = FusionBlend.load((directory / config.fusion["path"]).parent, network)
+        return cls(Schema.from_dict(config.schema), LabelMap(tuple(config.classes)), members, network, blend,
+                   embedder, setting)
+
+
+def _image_setting_from_identity(name: str) -> str:
+    """The weights setting of a model saved before the setting was recorded, from the weights' name."""
+    if name.startswith("random"):
+        return "random"
+    if name.startswith("torchvision:"):
+        return "imagenet"
+    return name
+
+
+def _load_network(directory: Path, config: ModelConfig):
+    """The fusion network's arrays; a directory saved before ``fusion.npz`` existed has only ``fusion.keras``."""
+    from multimodal.classifier.fusion_network import FusionNetwork
+
+    path = directory / config.fusion["path"]
+    if path.suffix == ".keras":
+        from multimodal.classifier import fusion
+
+        return fusion.load_keras(path.parent)
+    return FusionNetwork.load(path.parent)
