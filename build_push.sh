@@ -55,10 +55,11 @@ if [ "$gpu" = 1 ]; then
 fi
 
 uris=()
-for pair in "training:docker/Dockerfile.train" "inference:docker/Dockerfile.serve"; do
-  name="multimodal-${pair%%:*}" dockerfile="${pair#*:}"
+for target in training inference; do
+  name="multimodal-$target"
   uri="$registry/$name:$tag"
-  run docker build --platform linux/amd64 -f "$dockerfile" "${build_args[@]}" -t "$name:$tag" -t "$uri" .
+  run docker build --platform linux/amd64 -f docker/Dockerfile --target "$target" "${build_args[@]}" \
+    -t "$name:$tag" -t "$uri" .
   if [ "$push" = 1 ]; then
     if [ "$dry" = 1 ] || ! aws ecr describe-repositories --region "$region" --repository-names "$name" >/dev/null 2>&1; then
       run aws ecr create-repository --region "$region" --repository-name "$name"

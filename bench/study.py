@@ -24,6 +24,7 @@ import argparse
 import io
 import json
 import lzma
+import os
 import subprocess
 import sys
 import tarfile
@@ -210,12 +211,53 @@ def fit_autogluon(train: pd.DataFrame, test: pd.DataFrame, minutes: float, prese
     return proba.to_numpy(), [str(c) for c in proba.columns]
 
 
+class LoadMonitor:
+    """The machine's run-queue load (1-minute average from /proc/loadavg, sampled every 5 s) during a fit and
+    the fit's own CPU seconds: a fit that shared the cores with other work (load above the core count while
+    its own CPU share was low) is flagged, so that it can be fitted again on a quiet machine."""
+
+    def __init__(self):
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self._stop.wait(5.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self):
+        self._cpu = _cpu_seconds()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.cpu_seconds = _cpu_seconds() - self._cpu
+
+    def summary(self, wall_seconds: float) -> dict:
+        cores = os.cpu_count() or 1
+        mean_load = float(np.mean(self.samples)) if self.samples else float(os.getloadavg()[0])
+        share = self.cpu_seconds / max(wall_seconds * cores, 1e-9)
+        return {"mean_load": round(mean_load, 2), "cpu_share": round(share, 2), "cores": cores,
+                "contended": bool(mean_load > cores + 0.75)}
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
-    """One fit of the study; writes its cache file (truth, classes, probabilities, seconds)."""
+    """One fit of the study; writes its cache file (truth, classes, probabilities, seconds, machine load)."""
     import tempfile
 
     table, description, shapes = load(dataset)
     train, test = split(table, split_seed)
+    monitor = LoadMonitor().__enter__()
     started = time.monotonic()
     record = {"dataset": dataset, "description": description, "shapes": shapes, "split": split_seed, "model": model,
               "minutes": minutes, "train_rows": len(train),
@@ -233,6 +275,8 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
     except Exception as error:  # noqa: BLE001 - a model that cannot fit a data set is a result too
         record["failed"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
     record["seconds"] = round(time.monotonic() - started, 1)
+    monitor.__exit__(None, None, None)
+    record["machine"] = monitor.summary(record["seconds"])
     path = result_path(dataset, split_seed, model, minutes)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

@@ -43,7 +43,8 @@ def test_build_push_dry_run_prints_every_command_and_writes_the_request(tmp_path
     assert "was called" not in result.stderr
     out = result.stdout
     registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-    assert "+ docker build --platform linux/amd64 -f docker/Dockerfile.train --build-arg BASE_IMAGE=example/cuda-py311" in out
+    assert ("+ docker build --platform linux/amd64 -f docker/Dockerfile --target training "
+            "--build-arg BASE_IMAGE=example/cuda-py311") in out
     assert f"-t {registry}/multimodal-training:t1-gpu" in out and f"docker push {registry}/multimodal-inference:t1-gpu" in out
     assert "aws ecr create-repository --region eu-west-1 --repository-name multimodal-training" in out
     assert "aws sagemaker create-algorithm --region eu-west-1" in out

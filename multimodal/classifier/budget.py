@@ -17,17 +17,13 @@ class TimeBudget:
         """The ``time.monotonic()`` value at which the budget is spent."""
         return self.started + self.seconds
 
-    def elapsed(self) -> float:
-        """Seconds since the start."""
-        return time.monotonic() - self.started
-
     def remaining(self) -> float:
         """Seconds left (negative once overdrawn)."""
         return self.deadline - time.monotonic()
 
-    def share(self, parts_left: int, reserve: float = 0.0, minimum: float = 0.0) -> float:
-        """An equal part of what remains after ``reserve`` for each of ``parts_left`` parts, at least ``minimum``."""
-        return max(minimum, (self.remaining() - reserve) / max(1, parts_left))
+    def share(self, parts_left: int, reserve: float = 0.0) -> float:
+        """An equal part of what remains after ``reserve`` for each of ``parts_left`` parts."""
+        return (self.remaining() - reserve) / max(1, parts_left)
 
     def __repr__(self) -> str:
         return f"TimeBudget({self.seconds:.0f} s, {self.remaining():.0f} s left)"

@@ -19,7 +19,6 @@ from multimodal.errors import UserError
 SPEC_FILE_NAME = "hyperparameter_specification.json"
 # Package data, found wherever the package is installed (the repository root links to it).
 SPEC_PATH = Path(str(resources.files("multimodal.classifier").joinpath(SPEC_FILE_NAME)))
-TIME_BUDGET_NAMES = ("n_hours", "n_mins", "n_secs")
 
 
 @dataclass(frozen=True)

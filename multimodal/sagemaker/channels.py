@@ -12,8 +12,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import pandas as pd
-
 from multimodal.sagemaker.csv_input import CsvSource, CsvTable, list_data_files, read_csv_table
 from multimodal.errors import PlatformError, UserError
 from multimodal.sagemaker.paths import SageMakerPaths

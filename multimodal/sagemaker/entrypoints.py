@@ -29,7 +29,7 @@ def _stop_on_sigterm(signum, frame):
                           "interruption); no model was written")
 
 
-def train_main(argv: list[str] | None = None) -> int:
+def train_main() -> int:
     """``train``: run the SageMaker training job under ``$SAGEMAKER_BASE_DIR`` (default /opt/ml).
 
     The one top-level handler: any failure writes ``output/failure`` (first line: what to fix), removes a
@@ -49,7 +49,7 @@ def train_main(argv: list[str] | None = None) -> int:
         details = traceback.format_exc()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not isinstance(error, (MultimodalError, TrainingStopped)):
-            error = AlgorithmError(f"unexpected {type(error).__name__} during training: {error}", caused_by=None)
+            error = AlgorithmError(f"unexpected {type(error).__name__} during training: {error}")
         logger.error("%s: %s", type(error).__name__, error)
         if isinstance(error, AlgorithmError):
             logger.error("%s", details)
@@ -60,7 +60,7 @@ def train_main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(error, UserError) else 1
 
 
-def serve_main(argv: list[str] | None = None) -> int:
+def serve_main() -> int:
     """``serve``: the inference server over the model in ``$SAGEMAKER_BASE_DIR/model`` (default /opt/ml/model)."""
     from multimodal.sagemaker.paths import SageMakerPaths
     from multimodal.sagemaker.serving.server import run_server

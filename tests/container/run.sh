@@ -24,10 +24,10 @@ if [ "${free_gb:-0}" -lt 30 ]; then echo "need 30 GB free for two image builds; 
 # --layers=false: podman's vfs driver here copies the whole filesystem for every layer it keeps.
 args=(--layers=false --build-arg BASE_IMAGE=localhost/python-base:3.11 --build-arg IMAGE_WEIGHTS=random)
 t0=$(date +%s)
-docker build -f docker/Dockerfile.train "${args[@]}" -t "multimodal-training:$tag" . > "$work/build-train.log" 2>&1 \
+docker build -f docker/Dockerfile --target training "${args[@]}" -t "multimodal-training:$tag" . > "$work/build-train.log" 2>&1 \
   || { tail -30 "$work/build-train.log"; exit 1; }
 t1=$(date +%s)
-docker build -f docker/Dockerfile.serve "${args[@]}" -t "multimodal-inference:$tag" . > "$work/build-serve.log" 2>&1 \
+docker build -f docker/Dockerfile --target inference "${args[@]}" -t "multimodal-inference:$tag" . > "$work/build-serve.log" 2>&1 \
   || { tail -30 "$work/build-serve.log"; exit 1; }
 t2=$(date +%s)
 echo "built training image in $((t1 - t0)) s, inference image in $((t2 - t1)) s"
