@@ -310,8 +310,8 @@ def report(minutes: float, rival: str = "autogluon") -> str:
     lines = [f"Broad study, {minutes:g}-minute budget per fit (`bench/study.py`; random ResNet50 weights); rival: "
              f"`{rival}`.", "",
              "| data set | shapes | model | splits | majority | accuracy | rival | log loss | rival | accuracy − rival "
-             "[95 %] | log loss − rival [95 %] | s | rival s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "[95 %] | log loss − rival [95 %] | s | rival s | rank of the default (log loss; accuracy) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for dataset in DATASETS:
         records: dict[str, dict[int, dict]] = {}
         for path in sorted((RESULTS / f"{minutes:g}min" / dataset).glob("split*/*.json")):
@@ -325,7 +325,7 @@ def report(minutes: float, rival: str = "autogluon") -> str:
                     if failure and (name, split_seed) not in shown:
                         shown.add((name, split_seed))
                         lines.append(f"| {dataset} | | {name} | split {split_seed} | | failed: {failure[:120]} "
-                                     "| | | | | | | |")
+                                     "| | | | | | | | |")
             alone = sorted(s for s in set(records[model]) & set(records.get(rival, {}))
                            if "failed" not in records[model][s] and "failed" in records[rival][s])
             for split_seed in alone:
@@ -335,7 +335,7 @@ def report(minutes: float, rival: str = "autogluon") -> str:
                              f"{np.mean(t == mine['classes'].index(mine['majority'])):.3f} | "
                              f"{np.mean(proba.argmax(1) == t):.3f} | failed | "
                              f"{log_loss(t, proba, labels=range(len(mine['classes']))):.3f} | failed | | | "
-                             f"{mine['seconds']:.0f} | |")
+                             f"{mine['seconds']:.0f} | | {default_rank(records) if model == 'ours' else ''} |")
             splits = sorted(s for s in set(records[model]) & set(records.get(rival, {}))
                             if "failed" not in records[model][s] and "failed" not in records[rival][s])
             if not splits:
@@ -358,11 +358,44 @@ def report(minutes: float, rival: str = "autogluon") -> str:
             mean = {name: np.mean(values, axis=0) for name, values in stats.items()}
             acc, ll = difference["accuracy"], difference["log_loss"]
             shapes = ", ".join(records[model][splits[0]]["shapes"])
-            lines.append(f"| {dataset} | {shapes} | {model} | {len(splits)} | {np.mean(majority):.3f} | "
+            contended = sum(records[name][s].get("machine", {}).get("contended", False)
+                            for s in splits for name in (model, rival))
+            count = f"{len(splits)}" + (f" ({contended} fits on a busy machine)" if contended else "")
+            rank = default_rank(records) if model == "ours" else ""
+            lines.append(f"| {dataset} | {shapes} | {model} | {count} | {np.mean(majority):.3f} | "
                          f"{mean['ours'][0]:.3f} | {mean['rival'][0]:.3f} | {mean['ours'][1]:.3f} | "
                          f"{mean['rival'][1]:.3f} | {acc[0]:+.3f} [{acc[1]:+.3f}, {acc[2]:+.3f}] | "
-                         f"{ll[0]:+.3f} [{ll[1]:+.3f}, {ll[2]:+.3f}] | {mean['ours'][2]:.0f} | {mean['rival'][2]:.0f} |")
+                         f"{ll[0]:+.3f} [{ll[1]:+.3f}, {ll[2]:+.3f}] | {mean['ours'][2]:.0f} | {mean['rival'][2]:.0f} | "
+                         f"{rank} |")
     return "\n".join(lines)
+
+
+def default_rank(records: dict[str, dict[int, dict]]) -> str:
+    """The default's rank among the study's models (ours, autogluon, autogluon_best: those with results) by
+    mean log loss and by mean accuracy over the splits every one of them ran; a model that failed on a split
+    ranks last there. E.g. ``1 of 3; 2 of 3``."""
+    from accuracy import row_log_losses
+
+    models = [m for m in MODELS if m in records]
+    splits = sorted(set.intersection(*(set(records[m]) for m in models)))
+    if len(models) < 2 or not splits:
+        return ""
+    scores = {m: {"log_loss": [], "accuracy": []} for m in models}
+    for split_seed in splits:
+        classes = records["ours"][split_seed].get("classes")
+        for m in models:
+            record = records[m][split_seed]
+            if "failed" in record or classes is None:
+                scores[m]["log_loss"].append(np.inf)
+                scores[m]["accuracy"].append(-np.inf)
+                continue
+            truth = np.asarray(records["ours"][split_seed]["truth"])
+            proba = np.asarray(record["proba"])[:, [record["classes"].index(c) for c in classes]]
+            scores[m]["log_loss"].append(float(row_log_losses(truth, proba).mean()))
+            scores[m]["accuracy"].append(float(np.mean(proba.argmax(1) == truth)))
+    by_loss = sorted(models, key=lambda m: np.mean(scores[m]["log_loss"]))
+    by_accuracy = sorted(models, key=lambda m: -np.mean(scores[m]["accuracy"]))
+    return f"{by_loss.index('ours') + 1} of {len(models)}; {by_accuracy.index('ours') + 1} of {len(models)}"
 
 
 def model_name(text: str) -> str:
