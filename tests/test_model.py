@@ -270,3 +270,14 @@ def test_a_model_saved_before_the_members_were_renamed_still_loads(fitted, saved
     assert [m.name for m in loaded.members_] == ["text", "num", "cat", "joint", "img/photo_image"]
     np.testing.assert_array_equal(loaded.predict_proba(test_frame).to_numpy(),
                                   fitted.predict_proba(test_frame).to_numpy())
+
+
+def test_the_training_summary_says_where_the_time_went(fitted):
+    summary = fitted.training_summary_
+    timings = summary["timings"]
+    assert set(timings["members"]) == {m.name for m in fitted.members_}
+    assert set(timings["embedding"]) == {"photo_image"} and timings["fusion_network"] >= 0
+    for member in timings["members"].values():
+        assert member["share"] > 0 and member["seconds"] is not None
+    spent = sum(timings["embedding"].values()) + sum(m["seconds"] for m in timings["members"].values())
+    assert spent <= summary["seconds"] <= summary["budget_seconds"] + 30

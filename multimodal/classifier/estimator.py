@@ -222,6 +222,8 @@ class MultimodalClassifier:
             "skipped_members": record.skipped,
             "class_counts": {str(c): int(n) for c, n in zip(label_map.classes, counts)},
             "seconds": round(time.monotonic() - started, 1),
+            "budget_seconds": round(budget.seconds, 1),
+            "timings": record.timings,
         }
         logger.info("fit: done in %.1f s (%d members + fusion network)", time.monotonic() - started,
                     len(learner.members))

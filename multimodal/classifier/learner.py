@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,9 @@ class FitRecord:
     codes: np.ndarray
     validation_rows: np.ndarray
     skipped: list[str] = field(default_factory=list)
+    # Where the time went, in seconds: image embedding per column, each member's fit with the share of the
+    # budget it was given, the fusion network.
+    timings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -81,12 +85,14 @@ class FusionLearner:
         frames = split_modalities(data, schema)
         members = plan_members(frames, joint=params["joint_model"] == JOINT_MODEL_ON)
         embedder = cls._embedder_for(members, images)
-        features = {}
+        features, timings = {}, {"embedding": {}, "members": {}}
         for member in members:
             if isinstance(member, ImageMember):
                 member.embedder = embedder
+                started = time.monotonic()
                 features[member.name] = member.fit_features(frames, params["image_components"],
                                                             lambda row: describe_row(data, row))
+                timings["embedding"][member.column] = round(time.monotonic() - started, 1)
         # The base64 strings are no longer needed: without these references (and when the caller handed its
         # table over, as the training job does) they are freed before AutoGluon makes its copies.
         frames.images.clear()
@@ -118,33 +124,39 @@ class FusionLearner:
                 logger.warning("time budget nearly spent: giving member '%s' %.0f s; raise n_mins/n_hours "
                                "for better models", member.name, MIN_FIT_SECONDS)
                 share = MIN_FIT_SECONDS
+            started = time.monotonic()
             try:
                 proba = member.fit(frame, labels, label_map.n_classes, Path(work_dir.name), time_limit=share,
                                    options=options)
             except MemberNotTrained as error:
+                timings["members"][member.name] = {"share": round(share, 1), "seconds": None}
                 shown = member.columns[:8] + (["..."] if len(member.columns) > 8 else [])
                 logger.warning("member '%s' (columns %s) skipped: %s; training goes on with the other members",
                                member.name, shown, error)
                 skipped.append(f"{member.name}: {error}")
                 continue
+            timings["members"][member.name] = {"share": round(share, 1),
+                                               "seconds": round(time.monotonic() - started, 1)}
             fitted.append(member)
             train_probas.append(proba)
         if not fitted:
             raise UserError("no member could be trained: " + "; ".join(skipped) + ". Check the columns named "
                             "(multimodal validate reports constant and empty columns) or raise the time budget.")
         fusion_inputs = np.concatenate(train_probas, axis=1)
+        started = time.monotonic()
         network, validation_rows = fusion.train_network(
             fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
             validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
             learning_rate=params["learning_rate"], seed=params["seed"],
             time_limit=max(30.0, budget.remaining() - REPORT_RESERVE_SECONDS),
         )
+        timings["fusion_network"] = round(time.monotonic() - started, 1)
         if not any(isinstance(m, ImageMember) for m in fitted):
             embedder = None
         learner = cls(schema, label_map, fitted, network, None, embedder, embedder.weights if embedder else None)
         learner.blend = learner._select_blend(fusion_inputs, codes, validation_rows, params)
         learner._work_dir = work_dir
-        return learner, FitRecord(fusion_inputs, codes, validation_rows, skipped)
+        return learner, FitRecord(fusion_inputs, codes, validation_rows, skipped, timings)
 
     @staticmethod
     def _embedder_for(members: list[Member], images: ImageSettings):

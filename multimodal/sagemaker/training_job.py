@@ -194,7 +194,8 @@ def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None,
     from multimodal.classifier import evaluation
 
     report = {"stacking": params["stacking"], "train": model.training_report_,
-              "skipped_members": model.training_summary_.get("skipped_members", [])}
+              "skipped_members": model.training_summary_.get("skipped_members", []),
+              "timings": model.training_summary_.get("timings", {})}
     lines = []
     for name, metrics in model.training_report_["members"].items():
         lines += metric_lines(f"train:{name}", metrics)
