@@ -17,6 +17,8 @@ import numpy as np
 import torch  # before tensorflow, always
 
 from multimodal.classifier import images
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 

@@ -175,9 +175,12 @@ def model_settings(model: str) -> dict:
     return dict(part.split("=", 1) for part in model.split("+")[1:])
 
 
-def fit_ours(train: pd.DataFrame, test: pd.DataFrame, minutes: float, settings: dict) -> tuple[np.ndarray, list]:
+def fit_ours(train: pd.DataFrame, test: pd.DataFrame, minutes: float, settings: dict,
+             record: dict) -> tuple[np.ndarray, list]:
     from multimodal import MultimodalClassifier
+
     model = MultimodalClassifier(n_mins=minutes, image_weights="random").set_params(**settings).fit(train)
+    record["timings"] = model.training_summary_.get("timings")   # where the budget went, per member
     return model.predict_proba(test).to_numpy(), list(model.classes_)
 
 
@@ -265,7 +268,7 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="study-") as work:
             if model.split("+")[0] == "ours":
-                proba, classes = fit_ours(train, test, minutes, model_settings(model))
+                proba, classes = fit_ours(train, test, minutes, model_settings(model), record)
             else:
                 proba, classes = fit_autogluon(train, test, minutes,
                                                "best_quality" if model == "autogluon_best" else None, Path(work) / "ag")

@@ -31,6 +31,7 @@ def test_frame():
 def fitted(train_frame):
     """One four-modality model fitted once for the whole session."""
     from multimodal import MultimodalClassifier
+
     return MultimodalClassifier(**FAST).fit(train_frame)
 
 

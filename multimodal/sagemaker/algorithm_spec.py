@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                                            "instance types too")
     args = parser.parse_args(argv)
     from multimodal.sagemaker import aws_shapes
+
     request = create_algorithm_request(args.name, args.training_image, args.inference_image, gpu=args.gpu)
     problems = aws_shapes.problems(request, aws_shapes.input_shape("CreateAlgorithm"))
     if problems:
