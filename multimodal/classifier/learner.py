@@ -24,10 +24,6 @@ from multimodal.errors import PlatformError, RowsWithoutData, UserError
 
 logger = logging.getLogger(__name__)
 
-MIN_FIT_SECONDS = 10.0
-# Kept from the members' shares: the fusion network, the blend, the reports and saving the model.
-FINISH_RESERVE_SECONDS = 60.0
-REPORT_RESERVE_SECONDS = 10.0
 FUSION_DIR = "wholistic"
 JOINT_MODEL_ON = "tabular"   # the joint_model value that adds the joint member (the other: "none")
 
@@ -118,24 +114,18 @@ class FusionLearner:
                              stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"])
         fitted, train_probas, skipped = [], [], []
         for position, (member, frame, labels) in enumerate(planned):
-            remaining = max(budget.remaining(), 0.0)
-            share = budget.share(len(planned) - position, reserve=min(FINISH_RESERVE_SECONDS, 0.15 * remaining))
-            if share < MIN_FIT_SECONDS:
-                logger.warning("time budget nearly spent: giving member '%s' %.0f s; raise n_mins/n_hours "
-                               "for better models", member.name, MIN_FIT_SECONDS)
-                share = MIN_FIT_SECONDS
             started = time.monotonic()
             try:
-                proba = member.fit(frame, labels, label_map.n_classes, Path(work_dir.name), time_limit=share,
-                                   options=options)
+                proba = member.fit(frame, labels, label_map.n_classes, Path(work_dir.name), budget=budget,
+                                   members_left=len(planned) - position, options=options)
             except MemberNotTrained as error:
-                timings["members"][member.name] = {"share": round(share, 1), "seconds": None}
+                timings["members"][member.name] = {"share": round(member.share, 1), "seconds": None}
                 shown = member.columns[:8] + (["..."] if len(member.columns) > 8 else [])
                 logger.warning("member '%s' (columns %s) skipped: %s; training goes on with the other members",
                                member.name, shown, error)
                 skipped.append(f"{member.name}: {error}")
                 continue
-            timings["members"][member.name] = {"share": round(share, 1),
+            timings["members"][member.name] = {"share": round(member.share, 1),
                                                "seconds": round(time.monotonic() - started, 1)}
             fitted.append(member)
             train_probas.append(proba)
@@ -148,7 +138,7 @@ class FusionLearner:
             fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
             validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
             learning_rate=params["learning_rate"], seed=params["seed"],
-            time_limit=max(30.0, budget.remaining() - REPORT_RESERVE_SECONDS),
+            time_limit=budget.fusion_seconds(),
         )
         timings["fusion_network"] = round(time.monotonic() - started, 1)
         if not any(isinstance(m, ImageMember) for m in fitted):

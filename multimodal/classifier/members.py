@@ -22,6 +22,7 @@ from typing import Callable, ClassVar
 import numpy as np
 import pandas as pd
 
+from multimodal.classifier.budget import MIN_MEMBER_SECONDS, TimeBudget
 from multimodal.classifier.features import ModalityFrames
 from multimodal.classifier.model_config import MemberEntry
 
@@ -54,6 +55,7 @@ class Member:
         self.columns = list(columns)
         self.path = path
         self.predictor = None
+        self.share = 0.0   # the seconds of the time budget the last fit was given
 
     # -- features -------------------------------------------------------------------------------
     def features(self, frames: ModalityFrames, describe_row: Callable[[int], str] | None = None) -> pd.DataFrame:
@@ -66,15 +68,20 @@ class Member:
 
     # -- fitting and predicting -----------------------------------------------------------------
     def fit(self, features: pd.DataFrame, labels: np.ndarray, n_classes: int, directory: Path, *,
-            time_limit: float, options: FitOptions) -> np.ndarray:
-        """Fit the predictor on ``labels`` (class codes and the sentinel) in ``directory / path``; return the
-        training rows' probabilities (out of fold unless ``options.stacking`` says in-sample). Raises
+            budget: TimeBudget, members_left: int, options: FitOptions) -> np.ndarray:
+        """Fit the predictor on ``labels`` (class codes and the sentinel) in ``directory / path``, drawing its
+        share (``share``) from ``budget`` as one of ``members_left`` members still to fit; return the training
+        rows' probabilities (out of fold unless ``options.stacking`` says in-sample). Raises
         ``MemberNotTrained`` when the member cannot be trained."""
         from multimodal.classifier.tabular import fit_member
 
+        self.share = budget.member_share(members_left)
+        if self.share <= MIN_MEMBER_SECONDS:
+            logger.warning("time budget nearly spent: giving member '%s' %.0f s; raise n_mins/n_hours for better "
+                           "models", self.name, self.share)
         self.predictor, proba = fit_member(
             self.name, features, labels, n_classes, directory / self.path, quality=options.quality,
-            eval_metric=options.eval_metric, time_limit=time_limit, stacking=options.stacking,
+            eval_metric=options.eval_metric, time_limit=self.share, stacking=options.stacking,
             num_folds=options.num_folds, seed=options.seed)
         return proba
 
