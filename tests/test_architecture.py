@@ -130,3 +130,13 @@ def test_the_classifier_reads_no_environment_variable(module):
     assert not reads_environment(MODULES[module]), \
         f"{module} reads the environment (lines {reads_environment(MODULES[module])}): read it in the " \
         "entrypoints' layer (multimodal.sagemaker.environment, the server settings, the CLI) and pass the value in"
+
+
+def test_the_tests_mirror_the_package_layout():
+    """tests/<package>/ holds the tests of multimodal/<package>/ (and cross-cutting tests of that layer)."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.relative_to(tests).as_posix() for p in tests.rglob("test_*.py") if p.parent != tests}
+    packages = {m.removeprefix("multimodal.").replace(".", "/") for m, path in MODULES.items()
+                if path.name == "__init__.py" and m != "multimodal"}
+    assert {Path(f).parent.as_posix() for f in folders} <= packages
+    assert {"classifier", "sagemaker", "tooling"} <= {Path(f).parts[0] for f in folders}

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,8 @@ from conftest import FAST
 from multimodal import MultimodalClassifier
 from multimodal.classifier import tabular
 from multimodal.errors import NotFittedError, PlatformError, UserError
+from sagemaker_tree import ROOT
 from synthetic import make_frame
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_predict_proba_has_one_column_per_class_and_the_input_index(fitted, test_frame):
