@@ -194,7 +194,8 @@ def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dic
     for member, columns in default.member_columns():
         block = inputs[:, columns][:, :n]
         if member in joint:
-            add(f"joint member: {member} columns together", block, None, "its model inside the default fit")
+            kinds = "+".join(m.kind for m in default.members_ if m.kind in ("text", "num", "cat"))
+            add(f"joint member: {kinds} columns together", block, None, "its model inside the default fit")
             continue
         singles.append(block / np.clip(block.sum(axis=1, keepdims=True), 1e-12, None))
         add(f"single modality: {member}", block, None, "its model inside the default fit")
@@ -211,7 +212,7 @@ def evaluate(name: str, params: dict, image_weights: str) -> tuple[str, list[dic
     add(DEFAULT, default.predict_proba(test).to_numpy(), fit_seconds["default"])
     rivals = {rival: paired_bootstrap(truth, probabilities[DEFAULT], probabilities[rival])
               for rival in (EARLY, best_single["model"], "fusion network, in-sample stacking (original)", NETWORK_ONLY)}
-    importance = default.modality_importance(test)
+    importance = default.modality_importance(test, fusion_inputs=inputs)
     return description, rows, rivals, {"importance": importance, "blend": default.blend_.described()}
 
 

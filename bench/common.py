@@ -12,7 +12,9 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("MULTIMODAL_IMAGE_WEIGHTS", "random")  # no model hub here; same network, same cost
+# No model hub here: the train and serve processes the benchmarks start use random weights (same network, same
+# cost); in-process calls pass image_weights="random" themselves.
+os.environ.setdefault("MULTIMODAL_IMAGE_WEIGHTS", "random")
 
 
 def timed(function: Callable[[], object]) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 
-import common  # noqa: F401 - sets sys.path and the weights setting first
+import common  # noqa: F401 - sets sys.path first
 import numpy as np
 import torch  # before tensorflow, always
 

@@ -105,7 +105,7 @@ def test_serving_never_imports_tensorflow_or_the_training_job():
 
 def test_importing_the_server_loads_no_heavy_framework():
     """At run time too: the server's modules import neither TensorFlow nor torch (the model's loading and
-    predicting without TensorFlow is tested in test_model.py)."""
+    predicting without TensorFlow is tested in tests/classifier/test_estimator.py)."""
     probe = ("import sys, multimodal.sagemaker.serving.server, multimodal.sagemaker.serving.app; "
              "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

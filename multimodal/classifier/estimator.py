@@ -170,6 +170,11 @@ class MultimodalClassifier:
         return self.learner_.blend
 
     @property
+    def weights_identity_(self):
+        """The ResNet50 weights' name and sha256 (None without an image member)."""
+        return self.learner_.embedder.identity if self.learner_.embedder is not None else None
+
+    @property
     def fusion_holdout_(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(label codes, blend probabilities) of the rows the fusion network held out for early stopping,
         from the last ``fit`` (None after ``load`` or when nothing was held out)."""
@@ -272,19 +277,24 @@ class MultimodalClassifier:
         from multimodal.classifier import evaluation
 
         self._check_fitted("evaluate")
-        return evaluation.evaluate(self.learner_, data, seed=self.seed)[0]
+        return evaluation.evaluate(self.learner_, data)[0]
 
-    def modality_importance(self, data: pd.DataFrame, repeats: int = 5, seed: int = 0) -> dict[str, dict]:
+    def modality_importance(self, data: pd.DataFrame, repeats: int = 5, seed: int = 0,
+                            fusion_inputs: np.ndarray | None = None) -> dict[str, dict]:
         """Permutation importance of each modality for the final prediction on labelled ``data`` (see
         ``multimodal.classifier.importance``): {modality: {"log_loss_increase", "accuracy_drop", their "_std",
-        "rows", "repeats"}}."""
+        "rows", "repeats"}}. ``fusion_inputs``: those of ``data``'s rows when already computed (saves
+        embedding the images again); ``data`` then must have no missing labels."""
         from multimodal.classifier import evaluation
 
         self._check_fitted("modality_importance")
         labelled = drop_missing_labels(data, LABEL_COLUMN)
         codes = self.label_map_.encode(labelled[LABEL_COLUMN])
-        return evaluation.importance_on(self.learner_, labelled, codes, self.learner_.fusion_inputs(labelled),
-                                        repeats=repeats, seed=seed)
+        if fusion_inputs is None:
+            fusion_inputs = self.learner_.fusion_inputs(labelled)
+        elif len(fusion_inputs) != len(labelled):
+            raise ValueError(f"fusion_inputs has {len(fusion_inputs)} rows; the labelled data has {len(labelled)}.")
+        return evaluation.importance_on(self.learner_, labelled, codes, fusion_inputs, repeats=repeats, seed=seed)
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -57,9 +57,11 @@ def holdout(learner: FusionLearner, record: FitRecord) -> tuple[np.ndarray, np.n
     return record.codes[rows], learner.blend.predict_proba(record.fusion_inputs[rows])
 
 
-def evaluate(learner: FusionLearner, data: pd.DataFrame, seed: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
+def evaluate(learner: FusionLearner, data: pd.DataFrame, seed: int = 0,
+             rows_name: str = "labelled") -> tuple[dict, np.ndarray, np.ndarray]:
     """The blend's and each member's metrics on labelled ``data``, and each modality's permutation importance;
-    also the label codes and the blend's probabilities of the labelled rows (for a confusion matrix)."""
+    also the label codes and the blend's probabilities of the labelled rows (for a confusion matrix).
+    ``rows_name`` says in the log what the rows are (``validation``)."""
     labelled = drop_missing_labels(data, LABEL_COLUMN)
     codes = learner.label_map.encode(labelled[LABEL_COLUMN])
     inputs = learner.fusion_inputs(labelled)
@@ -71,7 +73,7 @@ def evaluate(learner: FusionLearner, data: pd.DataFrame, seed: int = 0) -> tuple
     importance = importance_on(learner, labelled, codes, inputs, seed=seed)
     if importance:
         result["modality_importance"] = importance
-        logger.info("modality contributions (each shuffled on the %d labelled rows): %s", len(codes),
+        logger.info("modality contributions (each shuffled on the %d %s rows): %s", len(codes), rows_name,
                     describe_importance(importance))
     return result, codes, proba
 

@@ -95,7 +95,7 @@ class FusionLearner:
         del data
         for member in members:
             if member.name not in features:
-                features[member.name] = (member.features(frames), member.missing_fraction(frames))
+                features[member.name] = member.features_and_missing(frames)
 
         planned = []
         for member in members:
@@ -254,6 +254,9 @@ class FusionLearner:
         members = [member_from_entry(entry, directory, embedder) for entry in config.modalities]
         network = _load_network(directory, config)
         blend = FusionBlend.load((directory / config.fusion["path"]).parent, network)
+        # A model saved before issue 18 named the joint member after its modalities ("text+num+cat").
+        renamed = {entry.name: member.name for entry, member in zip(config.modalities, members)}
+        blend.names = [renamed.get(name, name) for name in blend.names]
         return cls(Schema.from_dict(config.schema), LabelMap(tuple(config.classes)), members, network, blend,
                    embedder, setting)
 

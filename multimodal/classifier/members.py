@@ -25,6 +25,7 @@ import pandas as pd
 from multimodal.classifier.budget import MIN_MEMBER_SECONDS, TimeBudget
 from multimodal.classifier.features import ModalityFrames
 from multimodal.classifier.model_config import MemberEntry
+from multimodal.errors import PlatformError
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ class Member:
     def missing_fraction(self, frames: ModalityFrames) -> np.ndarray:
         """Each row's fraction of missing values over the member's columns (1.0: nothing to go on)."""
         raise NotImplementedError
+
+    def features_and_missing(self, frames: ModalityFrames, describe_row=None) -> tuple[pd.DataFrame, np.ndarray]:
+        """``features`` and ``missing_fraction`` together."""
+        return self.features(frames, describe_row), self.missing_fraction(frames)
 
     # -- fitting and predicting -----------------------------------------------------------------
     def fit(self, features: pd.DataFrame, labels: np.ndarray, n_classes: int, directory: Path, *,
@@ -148,6 +153,10 @@ class JointMember(Member):
     def missing_fraction(self, frames: ModalityFrames) -> np.ndarray:
         return frames.joint_tabular()[1]
 
+    def features_and_missing(self, frames: ModalityFrames, describe_row=None) -> tuple[pd.DataFrame, np.ndarray]:
+        frame, missing = frames.joint_tabular()   # the side-by-side table is built once
+        return frame[self.columns], missing
+
 
 class ImageMember(Member):
     """One image column's ResNet50 embeddings, projected to principal components (``projection``; None keeps
@@ -223,6 +232,9 @@ def member_from_entry(entry: MemberEntry, directory: Path, embedder=None) -> Mem
     elif entry.kind == IMAGE:
         from multimodal.classifier.projection import FeatureProjection
 
+        if embedder is None:
+            raise PlatformError(f"member '{entry.name}' reads images, but model_config.json records no image "
+                                "weights; the model directory is damaged: train it again.")
         projection = FeatureProjection.load(directory / entry.projection) if entry.projection else None
         member = ImageMember(entry.columns[0], entry.path, embedder, projection)
     else:

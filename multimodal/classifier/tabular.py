@@ -1,6 +1,6 @@
 """The AutoGluon TabularPredictor of each member, trained on the member's sentinel labels.
 
-Only this module imports AutoGluon. ``fit_member`` returns the fitted predictor and the training
+Only this module trains or loads AutoGluon predictors. ``fit_member`` returns the fitted predictor and the training
 rows' class probabilities for the fusion network: out-of-fold (AutoGluon bagging) by default, or
 in-sample (the original algorithm's way) when asked.
 """

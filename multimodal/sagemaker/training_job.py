@@ -202,7 +202,7 @@ def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None,
     codes = proba = None
     if validation is not None:
         try:
-            scored, codes, proba = evaluation.evaluate(model.learner_, validation, seed=params["seed"])
+            scored, codes, proba = evaluation.evaluate(model.learner_, validation, rows_name="validation")
             report["validation"] = {"source": "validation channel", **scored}
             title = f"validation channel ({len(codes)} rows)"
         except Exception as error:  # noqa: BLE001 - the training part of the report is still worth writing

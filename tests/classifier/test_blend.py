@@ -1,4 +1,4 @@
-"""The blend (multimodal/blend.py): ensemble selection over the fusion network and the members, and blend.json."""
+"""The blend (multimodal/classifier/blend.py): ensemble selection over the fusion network and the members, and blend.json."""
 import json
 
 import numpy as np

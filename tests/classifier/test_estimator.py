@@ -252,8 +252,10 @@ def test_fit_lets_go_of_a_handed_over_table_before_autogluon_trains(monkeypatch)
 
 
 def test_a_model_saved_before_the_members_were_renamed_still_loads(fitted, saved_model_dir, test_frame, tmp_path):
-    """Models written before issue 18 named the joint member after its modalities ("text+num+cat"); the
-    format is otherwise the same, so they load, predict the same and report the joint member as "joint"."""
+    """Models written before issue 18 named the joint member after its modalities ("text+num+cat", in
+    model_config.json and blend.json); the format is otherwise the same, so they load, predict the same and
+    call the joint member "joint". (A model directory written by the code before the change was also loaded
+    by hand: the same probabilities to 1e-16.)"""
     import shutil
 
     old = tmp_path / "old-model"
@@ -264,8 +266,12 @@ def test_a_model_saved_before_the_members_were_renamed_still_loads(fitted, saved
             entry["name"] = "text+num+cat"
     config["fusion"]["inputs"] = [name.replace("joint:", "text+num+cat:") for name in config["fusion"]["inputs"]]
     (old / "model_config.json").write_text(json.dumps(config))
+    blend = json.loads((old / "wholistic" / "blend.json").read_text())
+    blend["names"] = [name.replace("joint", "text+num+cat") for name in blend["names"]]
+    (old / "wholistic" / "blend.json").write_text(json.dumps(blend))
     loaded = MultimodalClassifier.load(old)
     assert [m.name for m in loaded.members_] == ["text", "num", "cat", "joint", "img/photo_image"]
+    assert loaded.blend_.names == fitted.blend_.names
     np.testing.assert_array_equal(loaded.predict_proba(test_frame).to_numpy(),
                                   fitted.predict_proba(test_frame).to_numpy())
 

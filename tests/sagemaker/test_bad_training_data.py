@@ -51,7 +51,7 @@ FAILING = [
      "UserError: column 'photo_image': none of its 12 non-empty cells is a decodable base64 image"),
     ("all feature columns empty", lambda: [b"ID,a_text,b_num,c_cat,label\n" + b"".join(
         f"{i},,,,{'xy'[i % 2]}\n".encode() for i in range(20))],
-     "UserError: no modality has enough non-missing values to train on."),
+     "UserError: no member has enough non-missing values to train on."),
     ("no feature columns", lambda: [b"ID,notes,label\n1,a,x\n2,b,y\n"], "UserError: "),
     ("a label-only file with NaN labels", lambda: [b"ID,a_text,label\n1,hello,\n2,world,\n"],
      "UserError: no training rows have a value in the 'label' column."),

@@ -44,7 +44,7 @@ def test_two_train_files_a_validation_channel_and_json_encoded_hyperparameters(t
     assert sum(metrics["train"]["blend"].values()) == pytest.approx(1.0) and "blend weights" in result.stdout
     assert (data / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (data / "leaderboards").iterdir()) == \
-        ["cat.csv", "img__photo_image.csv", "num.csv", "text+num+cat.csv", "text.csv"]
+        ["cat.csv", "img__photo_image.csv", "joint.csv", "num.csv", "text.csv"]
     for definition in METRICS["MetricDefinitions"]:
         values = re.findall(definition["Regex"], result.stdout)
         assert len(values) == 1, f"{definition['Name']}: {values}"

@@ -143,6 +143,8 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
     def ping():
         try:
             holder.get()
+        except ModelLoading as error:
+            return _text("loading the model", error_status(error))
         except MultimodalError as error:
             return _text(str(error), error_status(error))
         return Response(status=200)
