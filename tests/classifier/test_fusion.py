@@ -20,7 +20,8 @@ def test_stratified_split_keeps_every_class_in_validation():
 def test_tiny_or_single_row_classes_fall_back_to_a_plain_split():
     labels = np.array([0, 0, 0, 0, 1])
     train, validation = fusion.stratified_split(labels, 0.4, seed=0)
-    assert len(train) + len(validation) == 5
+    assert len(validation) == 2 and len(train) == 3, "round(5 x 0.4) rows held out, without stratifying"
+    assert sorted([*train, *validation]) == list(range(5))
 
 
 def test_network_learns_separable_inputs_and_round_trips(tmp_path):

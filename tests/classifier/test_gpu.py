@@ -23,11 +23,21 @@ def test_reason_only_when_a_gpu_is_present_and_cuda_cannot_use_it():
     assert "CUDA 13 needs" not in unusable_gpu_reason(False, "13.0", "")
 
 
-def test_this_machine_logs_nothing_without_a_gpu(caplog):
+def test_no_gpu_logs_nothing_and_an_unusable_one_logs_one_error_per_process(caplog, monkeypatch):
+    from multimodal.classifier import gpu
+
+    monkeypatch.setattr(gpu, "nvidia_driver", lambda: None)   # a machine without an NVIDIA GPU
     report_unusable_gpu.cache_clear()
     with caplog.at_level(logging.ERROR):
-        assert report_unusable_gpu(False, "13.0") == unusable_gpu_reason(False, "13.0", nvidia_driver())
-    assert bool(caplog.records) == bool(unusable_gpu_reason(False, "13.0", nvidia_driver()))
+        assert report_unusable_gpu(False, "13.0") is None
+    assert caplog.records == []
+    monkeypatch.setattr(gpu, "nvidia_driver", lambda: "470.256.02")   # a GPU whose driver is too old
+    report_unusable_gpu.cache_clear()
+    with caplog.at_level(logging.ERROR):
+        first, second = report_unusable_gpu(False, "13.0"), report_unusable_gpu(False, "13.0")
+    assert first == second == unusable_gpu_reason(False, "13.0", "470.256.02")
+    assert [r.getMessage() for r in caplog.records] == [first], "logged once per process"
+    report_unusable_gpu.cache_clear()
 
 
 def test_gpu_instance_types_only_for_the_gpu_images():

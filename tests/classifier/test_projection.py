@@ -39,7 +39,7 @@ def test_rows_mask_chunks_and_component_count():
     np.testing.assert_allclose(masked.mean, copied.mean, rtol=1e-6)
     assert FeatureProjection.fit(features[:3], 256).n_components == 3, "no more components than rows"
     assert FeatureProjection.fit(features, 256).n_components == 16, "no more components than features"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot fit a projection on zero rows"):
         FeatureProjection.fit(features, 4, rows=np.zeros(9000, dtype=bool))
     with pytest.raises(ValueError, match="takes 16 features"):
         masked.transform(features[:, :8])

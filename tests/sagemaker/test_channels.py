@@ -75,8 +75,12 @@ def test_input_data_config_is_checked(config, words):
 
 
 def test_valid_config_passes_and_missing_directory_fails(tmp_path):
-    assert validate_input_data_config({"train": {"ContentType": "text/csv"}, "validation": {}})
-    assert validate_input_data_config({"train": {"S3DistributionType": "ShardedByS3Key"}}, hosts=1)
+    both = {"train": {"ContentType": "text/csv"}, "validation": {}}
+    assert validate_input_data_config(both) == both
+    sharded = {"train": {"S3DataDistributionType": "ShardedByS3Key"}}
+    assert validate_input_data_config(sharded, hosts=1) == sharded, "one host reads every shard"
+    with pytest.raises(UserError, match="ShardedByS3Key on 2 instances"):
+        validate_input_data_config(sharded, hosts=2)
     with pytest.raises(UserError, match="directory .* does not exist"):
         read_channel(SageMakerPaths(tmp_path), "train", {"TrainingInputMode": "File"})
 
