@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from multimodal.sagemaker import aws_shapes
+from multimodal.classifier import hyperparameters as hp
 from multimodal.classifier.hyperparameters import SPEC_PATH, declarations
 from sagemaker_tree import ROOT, TRAIN, make_tree, run_train
 from synthetic import make_frame
@@ -205,3 +206,20 @@ def test_the_budget_counts_from_the_job_start_and_a_failing_report_keeps_the_mod
     assert budget <= 44, caplog.text[-2000:]
     assert "the model is saved, but the training report failed (RuntimeError: the report broke)" in caplog.text
     assert (root / "model" / "model_config.json").is_file()
+
+
+def test_a_job_with_only_n_mins_trains_the_classifiers_default(tmp_path):
+    """The training job and MultimodalClassifier read their defaults from the one specification: a job that
+    sets only n_mins trains exactly what MultimodalClassifier(n_mins=...) trains."""
+    from multimodal import MultimodalClassifier
+    from multimodal.sagemaker.paths import SageMakerPaths
+    from multimodal.sagemaker.training_job import read_hyperparameters
+
+    paths = SageMakerPaths(tmp_path)
+    paths.hyperparameters_file.parent.mkdir(parents=True)
+    paths.hyperparameters_file.write_text(json.dumps({"n_mins": "4", "sagemaker_region": "\"eu-west-1\""}))
+    job = read_hyperparameters(paths)
+    python = {k: v for k, v in MultimodalClassifier(n_mins=4).get_params().items()
+              if k not in ("image_weights", "image_precision")}
+    assert job == hp.validate(python)
+    assert job["quality"] == "light", "the default chosen by the accuracy study"
