@@ -13,7 +13,6 @@ from multimodal.classifier.features import split_modalities
 from multimodal.classifier.importance import block_shuffler, describe_importance, modality_importance
 from multimodal.classifier.labels import drop_missing_labels
 from multimodal.classifier.learner import FitRecord, FusionLearner
-from multimodal.classifier.members import JointMember
 from multimodal.classifier.metrics import classification_metrics
 from multimodal.classifier.schema import LABEL_COLUMN
 
@@ -96,7 +95,7 @@ def importance_shufflers(learner: FusionLearner, inputs: np.ndarray, joint_featu
     shufflers = []
     for member in learner.members:
         own = block_shuffler(inputs, blocks[member.name])
-        if isinstance(member, JointMember):
+        if not member.is_modality:
             if joint_features is None:
                 shufflers.append((member.name, own))
             continue

@@ -16,8 +16,7 @@ import pandas as pd
 from multimodal.classifier.budget import TimeBudget
 from multimodal.classifier.features import describe_row, split_modalities
 from multimodal.classifier.labels import LabelMap, sentinel_labels
-from multimodal.classifier.members import (FitOptions, ImageMember, JointMember, Member, member_from_entry,
-                                           member_slices, plan_members)
+from multimodal.classifier.members import FitOptions, Member, member_from_entry, member_slices, plan_members
 from multimodal.classifier.model_config import ModelConfig
 from multimodal.classifier.schema import LABEL_COLUMN, Schema
 from multimodal.errors import PlatformError, RowsWithoutData, UserError
@@ -79,23 +78,22 @@ class FusionLearner:
 
         codes = label_map.encode(data[LABEL_COLUMN])
         frames = split_modalities(data, schema)
-        members = plan_members(frames, joint=params["joint_model"] == JOINT_MODEL_ON)
-        embedder = cls._embedder_for(members, images)
+        embedder = cls._embedder_for(frames, images)
+        members = plan_members(frames, joint=params["joint_model"] == JOINT_MODEL_ON, embedder=embedder)
+        options = FitOptions(quality=params["quality"], eval_metric=params["eval_metric"],
+                             stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"],
+                             image_components=params["image_components"])
         features, timings = {}, {"embedding": {}, "members": {}}
-        for member in members:
-            if isinstance(member, ImageMember):
-                member.embedder = embedder
-                started = time.monotonic()
-                features[member.name] = member.fit_features(frames, params["image_components"],
-                                                            lambda row: describe_row(data, row))
-                timings["embedding"][member.column] = round(time.monotonic() - started, 1)
+        for member in [m for m in members if m.reads_images]:
+            started = time.monotonic()
+            features[member.name] = member.training_features(frames, options, lambda row: describe_row(data, row))
+            timings["embedding"][member.columns[0]] = round(time.monotonic() - started, 1)
         # The base64 strings are no longer needed: without these references (and when the caller handed its
         # table over, as the training job does) they are freed before AutoGluon makes its copies.
         frames.images.clear()
         del data
-        for member in members:
-            if member.name not in features:
-                features[member.name] = member.features_and_missing(frames)
+        for member in [m for m in members if not m.reads_images]:
+            features[member.name] = member.training_features(frames, options)
 
         planned = []
         for member in members:
@@ -110,8 +108,6 @@ class FusionLearner:
             raise UserError("no member has enough non-missing values to train on.")
 
         work_dir = tempfile.TemporaryDirectory(prefix="multimodal-fit-")
-        options = FitOptions(quality=params["quality"], eval_metric=params["eval_metric"],
-                             stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"])
         fitted, train_probas, skipped = [], [], []
         for position, (member, frame, labels) in enumerate(planned):
             started = time.monotonic()
@@ -141,7 +137,7 @@ class FusionLearner:
             time_limit=budget.fusion_seconds(),
         )
         timings["fusion_network"] = round(time.monotonic() - started, 1)
-        if not any(isinstance(m, ImageMember) for m in fitted):
+        if not any(m.reads_images for m in fitted):
             embedder = None
         learner = cls(schema, label_map, fitted, network, None, embedder, embedder.weights if embedder else None)
         learner.blend = learner._select_blend(fusion_inputs, codes, validation_rows, params)
@@ -149,8 +145,8 @@ class FusionLearner:
         return learner, FitRecord(fusion_inputs, codes, validation_rows, skipped, timings)
 
     @staticmethod
-    def _embedder_for(members: list[Member], images: ImageSettings):
-        if not any(isinstance(m, ImageMember) for m in members):
+    def _embedder_for(frames, images: ImageSettings):
+        if not frames.images:
             return None
         from multimodal.classifier.images import ImageEmbedder, resolve_weights_setting
 
@@ -183,11 +179,8 @@ class FusionLearner:
             informed |= frames.missing_fraction[kind] < 1.0
         parts = []
         for member in self.members:
-            if isinstance(member, ImageMember):
-                features, missing = member.features_and_missing(frames, lambda row: describe_row(data, row))
-                informed |= ~missing
-            else:
-                features = member.features(frames)
+            features, missing = member.features_and_missing(frames, lambda row: describe_row(data, row))
+            informed |= missing < 1.0
             parts.append(member.predict_proba(features))
         if require_data and not informed.all():
             raise RowsWithoutData(np.flatnonzero(~informed))
@@ -198,8 +191,9 @@ class FusionLearner:
         return [(member.name, slice(start, stop))
                 for member, (start, stop) in zip(self.members, member_slices(self.members))]
 
-    def joint_members(self) -> list[JointMember]:
-        return [m for m in self.members if isinstance(m, JointMember)]
+    def joint_members(self) -> list[Member]:
+        """The members that read several modalities (the joint member)."""
+        return [m for m in self.members if not m.is_modality]
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, directory: Path, hyperparameters: dict, training: dict) -> None:

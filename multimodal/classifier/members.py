@@ -43,6 +43,7 @@ class FitOptions:
     stacking: str
     num_folds: int
     seed: int
+    image_components: int = 0
 
 
 class Member:
@@ -50,6 +51,8 @@ class Member:
     ``path`` of its predictor in the model directory, and the fitted ``predictor`` (None before ``fit``)."""
 
     kind: ClassVar[str]
+    reads_images: ClassVar[bool] = False   # needs the table's base64 cells (so its features come first)
+    is_modality: ClassVar[bool] = True     # stands for one modality (the joint member reads several)
 
     def __init__(self, name: str, columns: list[str], path: str):
         self.name = name
@@ -70,6 +73,11 @@ class Member:
     def features_and_missing(self, frames: ModalityFrames, describe_row=None) -> tuple[pd.DataFrame, np.ndarray]:
         """``features`` and ``missing_fraction`` together."""
         return self.features(frames, describe_row), self.missing_fraction(frames)
+
+    def training_features(self, frames: ModalityFrames, options: FitOptions,
+                          describe_row=None) -> tuple[pd.DataFrame, np.ndarray]:
+        """``features_and_missing`` of the training rows, fitting whatever the features need first."""
+        return self.features_and_missing(frames, describe_row)
 
     # -- fitting and predicting -----------------------------------------------------------------
     def fit(self, features: pd.DataFrame, labels: np.ndarray, n_classes: int, directory: Path, *,
@@ -119,6 +127,11 @@ class Member:
 
         self.predictor = MemberPredictor.load(self.name, directory / self.path, layout)
 
+    @classmethod
+    def from_entry(cls, entry: MemberEntry, directory: Path, embedder=None) -> "Member":
+        """The member a ``model_config.json`` record describes (predictor not loaded yet)."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self.columns)} column(s))"
 
@@ -138,11 +151,16 @@ class ModalityMember(Member):
     def missing_fraction(self, frames: ModalityFrames) -> np.ndarray:
         return frames.missing_fraction[self.kind]
 
+    @classmethod
+    def from_entry(cls, entry: MemberEntry, directory: Path, embedder=None) -> "ModalityMember":
+        return cls(entry.kind, entry.columns, entry.path)
+
 
 class JointMember(Member):
     """All non-image columns side by side (two or more non-image modalities)."""
 
     kind = JOINT
+    is_modality = False
 
     def __init__(self, columns: list[str], path: str = JOINT):
         super().__init__(JOINT, columns, path)
@@ -157,12 +175,17 @@ class JointMember(Member):
         frame, missing = frames.joint_tabular()   # the side-by-side table is built once
         return frame[self.columns], missing
 
+    @classmethod
+    def from_entry(cls, entry: MemberEntry, directory: Path, embedder=None) -> "JointMember":
+        return cls(entry.columns, entry.path)
+
 
 class ImageMember(Member):
     """One image column's ResNet50 embeddings, projected to principal components (``projection``; None keeps
     all 2048 features). ``embedder`` is the learner's, shared by its image members."""
 
     kind = IMAGE
+    reads_images = True
 
     def __init__(self, column: str, path: str, embedder=None, projection=None):
         super().__init__(f"img/{column}", [column], path)
@@ -182,19 +205,19 @@ class ImageMember(Member):
         """(embeddings, missing mask, undecodable count) of the column's cells."""
         return self.embedder.embed(frames.images[self.column].tolist(), self.column, describe_row)
 
-    def fit_features(self, frames: ModalityFrames, n_components: int, describe_row=None) -> tuple[pd.DataFrame,
-                                                                                                   np.ndarray]:
-        """Embed the training rows, fit the projection (``n_components``; 0 keeps all features) on the rows
-        with an image, and return the projected features and each row's missing fraction (0 or 1)."""
+    def training_features(self, frames: ModalityFrames, options: FitOptions,
+                          describe_row=None) -> tuple[pd.DataFrame, np.ndarray]:
+        """Embed the training rows, fit the projection (``options.image_components``; 0 keeps all features)
+        on the rows with an image, and return the projected features and each row's missing fraction (0 or 1)."""
         from multimodal.classifier.images import check_not_all_undecodable
         from multimodal.classifier.projection import FeatureProjection
 
         cells = frames.images[self.column].tolist()
         embeddings, missing, undecodable = self.embedder.embed(cells, self.column, describe_row)
         check_not_all_undecodable(self.column, cells, undecodable)
-        if n_components and (~missing).any():
+        if options.image_components and (~missing).any():
             started = time.monotonic()
-            self.projection = FeatureProjection.fit(embeddings, n_components, rows=~missing)
+            self.projection = FeatureProjection.fit(embeddings, options.image_components, rows=~missing)
             embeddings = self.projection.transform(embeddings)
             logger.info("column '%s': %d features projected to %d principal components (fitted on %d images, "
                         "%.1f%% of the variance kept) in %.1f s", self.column, self.projection.n_features_in,
@@ -206,14 +229,15 @@ class ImageMember(Member):
         return self.features_and_missing(frames, describe_row)[0]
 
     def features_and_missing(self, frames: ModalityFrames, describe_row=None) -> tuple[pd.DataFrame, np.ndarray]:
-        """The projected features and the rows without a usable image (missing or undecodable)."""
+        """The projected features and each row's missing fraction: 1.0 without a usable image (missing or
+        undecodable), else 0.0."""
         embeddings, missing, _ = self.embed(frames, describe_row)
         if self.projection is not None:
             embeddings = self.projection.transform(embeddings)
-        return embedding_frame(embeddings), missing
+        return embedding_frame(embeddings), missing.astype(np.float64)
 
     def missing_fraction(self, frames: ModalityFrames) -> np.ndarray:
-        return self.features_and_missing(frames)[1].astype(np.float64)
+        return self.features_and_missing(frames)[1]
 
     def entry(self) -> MemberEntry:
         entry = super().entry()
@@ -224,35 +248,41 @@ class ImageMember(Member):
         if self.projection is not None:
             self.projection.save(directory / self.projection_file)
 
-
-def member_from_entry(entry: MemberEntry, directory: Path, embedder=None) -> Member:
-    """The member a ``model_config.json`` record describes, with its predictor (and projection) loaded."""
-    if entry.kind == JOINT:
-        member = JointMember(entry.columns, entry.path)
-    elif entry.kind == IMAGE:
+    @classmethod
+    def from_entry(cls, entry: MemberEntry, directory: Path, embedder=None) -> "ImageMember":
         from multimodal.classifier.projection import FeatureProjection
 
         if embedder is None:
             raise PlatformError(f"member '{entry.name}' reads images, but model_config.json records no image "
                                 "weights; the model directory is damaged: train it again.")
         projection = FeatureProjection.load(directory / entry.projection) if entry.projection else None
-        member = ImageMember(entry.columns[0], entry.path, embedder, projection)
-    else:
-        member = ModalityMember(entry.kind, entry.columns, entry.path)
+        return cls(entry.columns[0], entry.path, embedder, projection)
+
+
+# The member class of each kind recorded in model_config.json.
+MEMBER_CLASSES: dict[str, type[Member]] = {**{kind: ModalityMember for kind in MODALITY_KINDS},
+                                           JOINT: JointMember, IMAGE: ImageMember}
+
+
+def member_from_entry(entry: MemberEntry, directory: Path, embedder=None) -> Member:
+    """The member a ``model_config.json`` record describes, with its predictor (and projection) loaded."""
+    if entry.kind not in MEMBER_CLASSES:
+        raise PlatformError(f"model_config.json: member '{entry.name}' has an unknown kind {entry.kind!r}.")
+    member = MEMBER_CLASSES[entry.kind].from_entry(entry, directory, embedder)
     member.load_predictor(directory, entry.layout)
     return member
 
 
-def plan_members(frames: ModalityFrames, joint: bool) -> list[Member]:
+def plan_members(frames: ModalityFrames, joint: bool, embedder=None) -> list[Member]:
     """The members for a table's modalities, in training order: text, num, cat, the joint member (``joint``
-    and two or more non-image modalities), then one per image column."""
+    and two or more non-image modalities), then one per image column (sharing ``embedder``)."""
     members: list[Member] = [ModalityMember(kind, list(frame.columns)) for kind, frame in frames.tabular()]
     joint_frames = frames.joint_tabular() if joint else None
     if joint_frames is not None:
         members.append(JointMember(list(joint_frames[0].columns)))
     taken: set[str] = set()
     for column in frames.images:
-        members.append(ImageMember(column, _image_dir(column, taken)))
+        members.append(ImageMember(column, _image_dir(column, taken), embedder))
     return members
 
 
