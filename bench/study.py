@@ -215,9 +215,11 @@ def fit_autogluon(train: pd.DataFrame, test: pd.DataFrame, minutes: float, prese
 
 
 class LoadMonitor:
-    """The machine's run-queue load (1-minute average from /proc/loadavg, sampled every 5 s) during a fit and
-    the fit's own CPU seconds: a fit that shared the cores with other work (load above the core count while
-    its own CPU share was low) is flagged, so that it can be fitted again on a quiet machine."""
+    """What else the machine did during a fit: the CPU seconds every process spent (``/proc/stat``) minus the
+    fit's own, as a share of the machine, and the mean run-queue load (``/proc/loadavg``, sampled every 5 s).
+    A fit during which other processes took more than a quarter of the machine is flagged ``contended``:
+    its time-limited models ran on fewer cycles than its rival's may have, so it is to be fitted again on a
+    quiet machine (``run --refit-contended``)."""
 
     def __init__(self):
         import threading
@@ -231,20 +233,22 @@ class LoadMonitor:
             self.samples.append(os.getloadavg()[0])
 
     def __enter__(self):
-        self._cpu = _cpu_seconds()
+        self._cpu, self._machine = _cpu_seconds(), _machine_busy_seconds()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self.cpu_seconds = _cpu_seconds() - self._cpu
+        self.machine_seconds = _machine_busy_seconds() - self._machine
 
     def summary(self, wall_seconds: float) -> dict:
         cores = os.cpu_count() or 1
+        capacity = max(wall_seconds * cores, 1e-9)
+        others = max(0.0, self.machine_seconds - self.cpu_seconds) / capacity
         mean_load = float(np.mean(self.samples)) if self.samples else float(os.getloadavg()[0])
-        share = self.cpu_seconds / max(wall_seconds * cores, 1e-9)
-        return {"mean_load": round(mean_load, 2), "cpu_share": round(share, 2), "cores": cores,
-                "contended": bool(mean_load > cores + 0.75)}
+        return {"mean_load": round(mean_load, 2), "cpu_share": round(self.cpu_seconds / capacity, 2),
+                "others_share": round(others, 2), "cores": cores, "contended": bool(others > 0.25)}
 
 
 def _cpu_seconds() -> float:
@@ -252,6 +256,13 @@ def _cpu_seconds() -> float:
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has spent (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
@@ -288,10 +299,23 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
     print(f"{dataset} split {split_seed} {model}: {record['seconds']:.0f} s {record.get('failed', '')}", flush=True)
 
 
-def run(datasets: list[str], splits: list[int], models: list[str], minutes: float) -> None:
-    """Every missing fit, each in a fresh process (a failure is logged and the study goes on)."""
+def contended(path: Path) -> bool:
+    """Whether a cached fit ran while other processes took a large share of the machine. Fits cached before
+    the monitor existed say nothing and count as quiet."""
+    return bool(json.loads(path.read_text()).get("machine", {}).get("contended", False))
+
+
+def run(datasets: list[str], splits: list[int], models: list[str], minutes: float,
+        refit_contended: bool = False) -> None:
+    """Every missing fit, each in a fresh process (a failure is logged and the study goes on); with
+    ``refit_contended``, also every (data set, split) where a model's fit was flagged as contended: all of
+    its models, so that the pair is compared on one quiet machine."""
     for split_seed in splits:
         for dataset in datasets:
+            paths = [result_path(dataset, split_seed, model, minutes) for model in models]
+            if refit_contended and any(p.exists() and contended(p) for p in paths):
+                for p in paths:
+                    p.unlink(missing_ok=True)
             for model in models:
                 if result_path(dataset, split_seed, model, minutes).exists():
                     continue
@@ -361,9 +385,9 @@ def report(minutes: float, rival: str = "autogluon") -> str:
             mean = {name: np.mean(values, axis=0) for name, values in stats.items()}
             acc, ll = difference["accuracy"], difference["log_loss"]
             shapes = ", ".join(records[model][splits[0]]["shapes"])
-            contended = sum(records[name][s].get("machine", {}).get("contended", False)
-                            for s in splits for name in (model, rival))
-            count = f"{len(splits)}" + (f" ({contended} fits on a busy machine)" if contended else "")
+            busy = sum(records[name][s].get("machine", {}).get("contended", False)
+                       for s in splits for name in (model, rival))
+            count = f"{len(splits)}" + (f" ({busy} fits on a busy machine)" if busy else "")
             rank = default_rank(records) if model == "ours" else ""
             lines.append(f"| {dataset} | {shapes} | {model} | {count} | {np.mean(majority):.3f} | "
                          f"{mean['ours'][0]:.3f} | {mean['rival'][0]:.3f} | {mean['ours'][1]:.3f} | "
@@ -416,6 +440,8 @@ def main() -> None:
     run_command.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2])
     run_command.add_argument("--models", nargs="+", default=["ours", "autogluon"], type=model_name)
     run_command.add_argument("--minutes", type=float, default=4.0)
+    run_command.add_argument("--refit-contended", action="store_true",
+                             help="fit again every (data set, split) with a fit flagged as run on a busy machine")
     fit_command = commands.add_parser("fit", help="one fit (what run starts in a fresh process)")
     fit_command.add_argument("dataset", choices=list(DATASETS))
     fit_command.add_argument("split", type=int)
@@ -427,7 +453,7 @@ def main() -> None:
                                 help=f"replace the text between {README_START} and {README_END} in README.md")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.datasets, args.splits, args.models, args.minutes)
+        run(args.datasets, args.splits, args.models, args.minutes, args.refit_contended)
         print(report(args.minutes))
     elif args.command == "fit":
         fit_one(args.dataset, args.split, args.model, args.minutes)
