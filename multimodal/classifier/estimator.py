@@ -230,8 +230,8 @@ class MultimodalClassifier:
             "budget_seconds": round(budget.seconds, 1),
             "timings": record.timings,
         }
-        logger.info("fit: done in %.1f s (%d members + fusion network)", time.monotonic() - started,
-                    len(learner.members))
+        logger.info("fit: done in %.1f s of a %.0f s budget (%d members + fusion network); %s",
+                    time.monotonic() - started, budget.seconds, len(learner.members), describe_timings(record.timings))
         return self
 
     # -- prediction -------------------------------------------------------------------------------
@@ -332,3 +332,19 @@ class MultimodalClassifier:
         model.training_summary_ = {k: v for k, v in config.training.items() if k != "report"}
         model.training_report_ = config.training.get("report", {})
         return model
+
+
+def describe_timings(timings: dict) -> str:
+    """One line of where the time went: ``embedding photo_image 41 s; members text 12/48 s, num 3/45 s, ...;
+    fusion network 4 s`` (each member's seconds over the share it was given)."""
+    parts = []
+    if timings.get("embedding"):
+        parts.append("embedding " + ", ".join(f"{c} {s:.0f} s" for c, s in timings["embedding"].items()))
+    members = timings.get("members", {})
+    if members:
+        parts.append("members " + ", ".join(
+            f"{name} {'skipped' if m['seconds'] is None else format(m['seconds'], '.0f')}/{m['share']:.0f} s"
+            for name, m in members.items()))
+    if "fusion_network" in timings:
+        parts.append(f"fusion network {timings['fusion_network']:.0f} s")
+    return "; ".join(parts)
