@@ -2,7 +2,8 @@
 # Builds both images (local base image, random-weights test build), runs a training job in the training
 # image with `multimodal local-train --image` on a small dataset, then a Line-split batch transform through
 # `serve` in the inference image with `multimodal local-transform --image` on the packed model.tar.gz,
-# checks one output line per input line and the SIGTERM stop, and removes the images.
+# checks the two targets, one output line per input line, prints how long the SIGTERM stop took, and removes
+# the images.
 # Needs podman (../shared/tools/install-podman.sh); takes a while: the images are several GB.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -32,6 +33,17 @@ docker build -f docker/Dockerfile --target inference "${args[@]}" -t "multimodal
 t2=$(date +%s)
 echo "built training image in $((t1 - t0)) s, inference image in $((t2 - t1)) s"
 docker images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep ":$tag"
+# The two targets of the one Dockerfile: the training image runs `train`, the inference image `serve` and
+# carries SageMaker's bind-to-port label; neither carries the sagemaker-training toolkit or a compiler.
+cmd_train=$(docker image inspect --format '{{json .Config.Cmd}}' "multimodal-training:$tag")
+cmd_serve=$(docker image inspect --format '{{json .Config.Cmd}}' "multimodal-inference:$tag")
+label=$(docker image inspect --format '{{index .Config.Labels "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"}}' \
+  "multimodal-inference:$tag")
+[ "$cmd_train" = '["train"]' ] && [ "$cmd_serve" = '["serve"]' ] && [ "$label" = true ] \
+  || { echo "image targets: training CMD $cmd_train, inference CMD $cmd_serve, bind-to-port label '$label'"; exit 1; }
+docker run --rm "multimodal-training:$tag" sh -c '! command -v gcc && ! python -c "import sagemaker_training"' \
+  > /dev/null 2>&1 || { echo "the image has gcc or sagemaker_training"; exit 1; }
+echo "targets: training CMD $cmd_train, inference CMD $cmd_serve with the bind-to-port label; no gcc, no toolkit"
 
 # The training job in the training image, as `multimodal local-train --image` runs it (a /opt/ml tree
 # mounted at /opt/ml, `docker run IMAGE train`, then model.tar.gz and output.tar.gz packed).
