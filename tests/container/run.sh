@@ -19,7 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_gb=$(df -Pk /var/lib/containers 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
+command -v podman > /dev/null || { echo "needs podman: run $tools/install-podman.sh first" >&2; exit 1; }
+mkdir -p /var/lib/containers
+free_gb=$(df -Pk /var/lib/containers | awk 'NR==2 {print int($4 / 1048576)}')
 if [ "${free_gb:-0}" -lt 30 ]; then echo "need 30 GB free for two image builds; ${free_gb:-?} GB free" >&2; exit 1; fi
 "$tools/local-base-image.sh"
 # --layers=false: podman's vfs driver here copies the whole filesystem for every layer it keeps.
