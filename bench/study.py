@@ -271,25 +271,25 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
 
     table, description, shapes = load(dataset)
     train, test = split(table, split_seed)
-    monitor = LoadMonitor().__enter__()
-    started = time.monotonic()
     record = {"dataset": dataset, "description": description, "shapes": shapes, "split": split_seed, "model": model,
               "minutes": minutes, "train_rows": len(train),
               "majority": str(train["label"].astype(str).value_counts().idxmax())}
-    try:
-        with tempfile.TemporaryDirectory(prefix="study-") as work:
-            if model.split("+")[0] == "ours":
-                proba, classes = fit_ours(train, test, minutes, model_settings(model), record)
-            else:
-                proba, classes = fit_autogluon(train, test, minutes,
-                                               "best_quality" if model == "autogluon_best" else None, Path(work) / "ag")
-        classes = [str(c) for c in classes]
-        record.update(classes=classes, truth=[classes.index(str(v)) for v in test["label"]],
-                      proba=np.round(np.asarray(proba, dtype=np.float64), 5).tolist())
-    except Exception as error:  # noqa: BLE001 - a model that cannot fit a data set is a result too
-        record["failed"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
-    record["seconds"] = round(time.monotonic() - started, 1)
-    monitor.__exit__(None, None, None)
+    with LoadMonitor() as monitor:
+        started = time.monotonic()
+        try:
+            with tempfile.TemporaryDirectory(prefix="study-") as work:
+                if model.split("+")[0] == "ours":
+                    proba, classes = fit_ours(train, test, minutes, model_settings(model), record)
+                else:
+                    proba, classes = fit_autogluon(train, test, minutes,
+                                                   "best_quality" if model == "autogluon_best" else None,
+                                                   Path(work) / "ag")
+            classes = [str(c) for c in classes]
+            record.update(classes=classes, truth=[classes.index(str(v)) for v in test["label"]],
+                          proba=np.round(np.asarray(proba, dtype=np.float64), 5).tolist())
+        except Exception as error:  # noqa: BLE001 - a model that cannot fit a data set is a result too
+            record["failed"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+        record["seconds"] = round(time.monotonic() - started, 1)
     record["machine"] = monitor.summary(record["seconds"])
     path = result_path(dataset, split_seed, model, minutes)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -299,10 +299,10 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
     print(f"{dataset} split {split_seed} {model}: {record['seconds']:.0f} s {record.get('failed', '')}", flush=True)
 
 
-def contended(path: Path) -> bool:
+def contended(record: dict) -> bool:
     """Whether a cached fit ran while other processes took a large share of the machine. Fits cached before
     the monitor existed say nothing and count as quiet."""
-    return bool(json.loads(path.read_text()).get("machine", {}).get("contended", False))
+    return bool(record.get("machine", {}).get("contended", False))
 
 
 def run(datasets: list[str], splits: list[int], models: list[str], minutes: float,
@@ -313,7 +313,7 @@ def run(datasets: list[str], splits: list[int], models: list[str], minutes: floa
     for split_seed in splits:
         for dataset in datasets:
             paths = [result_path(dataset, split_seed, model, minutes) for model in models]
-            if refit_contended and any(p.exists() and contended(p) for p in paths):
+            if refit_contended and any(p.exists() and contended(json.loads(p.read_text())) for p in paths):
                 for p in paths:
                     p.unlink(missing_ok=True)
             for model in models:
@@ -385,8 +385,7 @@ def report(minutes: float, rival: str = "autogluon") -> str:
             mean = {name: np.mean(values, axis=0) for name, values in stats.items()}
             acc, ll = difference["accuracy"], difference["log_loss"]
             shapes = ", ".join(records[model][splits[0]]["shapes"])
-            busy = sum(records[name][s].get("machine", {}).get("contended", False)
-                       for s in splits for name in (model, rival))
+            busy = sum(contended(records[name][s]) for s in splits for name in (model, rival))
             count = f"{len(splits)}" + (f" ({busy} fits on a busy machine)" if busy else "")
             rank = default_rank(records) if model == "ours" else ""
             lines.append(f"| {dataset} | {shapes} | {model} | {count} | {np.mean(majority):.3f} | "

@@ -202,7 +202,8 @@ class MultimodalClassifier:
         schema = infer_schema(data.columns)
         data = drop_missing_labels(data, LABEL_COLUMN)
         label_map = LabelMap.fit(data[LABEL_COLUMN])
-        counts = np.bincount(label_map.encode(data[LABEL_COLUMN]), minlength=label_map.n_classes)
+        codes = label_map.encode(data[LABEL_COLUMN])
+        counts = np.bincount(codes, minlength=label_map.n_classes)
         rows = len(data)
         logger.info("fit: %d rows, %d classes (%s), columns: %d text, %d numeric, %d categorical, %d image; "
                     "time budget %.0f s", rows, label_map.n_classes,
@@ -217,7 +218,7 @@ class MultimodalClassifier:
         images = ImageSettings(self.image_weights, self.image_precision, self.image_batch_size)
         handed_over = [data]   # the learner takes the table out and lets go of it once the images are embedded
         del data
-        learner, record = FusionLearner.fit(handed_over, schema, label_map, params, budget, images)
+        learner, record = FusionLearner.fit(handed_over, schema, label_map, codes, params, budget, images)
         self.learner_ = learner
         self.hyperparameters_ = params
         self.training_report_ = evaluation.training_report(learner, record, params)

@@ -1,6 +1,7 @@
 """Images: base64 decoding, ImageNet preprocessing and ResNet50 pooled-feature embeddings.
 
-Only this module imports torch and torchvision. Rows are embedded in batches and dropped after
+Image embedding is this module's (torch is imported elsewhere only to count GPUs and to load it before
+TensorFlow; tests/test_architecture.py keeps it so). Rows are embedded in batches and dropped after
 each batch, so memory does not grow with the number of images; the embedding of the black
 224x224 square that stands for a missing image is computed once and reused.
 """

@@ -18,7 +18,7 @@ from multimodal.classifier.features import describe_row, split_modalities
 from multimodal.classifier.labels import LabelMap, sentinel_labels
 from multimodal.classifier.members import FitOptions, Member, member_from_entry, member_slices, plan_members
 from multimodal.classifier.model_config import ModelConfig
-from multimodal.classifier.schema import LABEL_COLUMN, Schema
+from multimodal.classifier.schema import Schema
 from multimodal.errors import PlatformError, RowsWithoutData, UserError
 
 logger = logging.getLogger(__name__)
@@ -67,16 +67,15 @@ class FusionLearner:
 
     # -- training -------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, handed_over: list[pd.DataFrame], schema: Schema, label_map: LabelMap, params: dict,
-            budget: TimeBudget, images: ImageSettings) -> tuple["FusionLearner", FitRecord]:
-        """Fit on the one table in ``handed_over`` (labelled rows only), taken out of the list so that it is
-        let go of once the images are embedded; ``params`` are validated hyperparameters."""
+    def fit(cls, handed_over: list[pd.DataFrame], schema: Schema, label_map: LabelMap, codes: np.ndarray,
+            params: dict, budget: TimeBudget, images: ImageSettings) -> tuple["FusionLearner", FitRecord]:
+        """Fit on the one table in ``handed_over`` (labelled rows only, whose labels ``label_map`` encodes as
+        ``codes``), taken out of the list so that it is let go of once the images are embedded; ``params`` are
+        validated hyperparameters."""
         from multimodal.classifier import fusion
         from multimodal.classifier.tabular import MemberNotTrained
 
         data = handed_over.pop()
-
-        codes = label_map.encode(data[LABEL_COLUMN])
         frames = split_modalities(data, schema)
         embedder = cls._embedder_for(frames, images)
         members = plan_members(frames, joint=params["joint_model"] == JOINT_MODEL_ON, embedder=embedder)
@@ -162,7 +161,7 @@ class FusionLearner:
 
         if params["stacking"] != "out_of_fold" or not params["blend_rounds"] or not len(validation_rows):
             return FusionBlend.network_only(self.network)
-        starts = [(member.name, start) for member, (start, _) in zip(self.members, member_slices(self.members))]
+        starts = [(name, columns.start) for name, columns in self.member_columns()]
         blend = FusionBlend.select(self.network, fusion_inputs[validation_rows], codes[validation_rows], starts,
                                    params["blend_rounds"])
         logger.info("blend weights (ensemble selection, %d rounds on %d hold-out rows): %s", params["blend_rounds"],
@@ -174,6 +173,8 @@ class FusionLearner:
         """The members' probabilities side by side, for ``data``; ``require_data``: raise ``RowsWithoutData``
         for rows whose every feature is missing (an undecodable image counts as missing)."""
         frames = split_modalities(data, self.schema)
+        # A row is informed by any non-image value of the schema (also one whose member was skipped at
+        # training: the joint member may read it) or by any member's input (an image member's usable image).
         informed = np.zeros(len(data), dtype=bool)
         for kind, _ in frames.tabular():
             informed |= frames.missing_fraction[kind] < 1.0
