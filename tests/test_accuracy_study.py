@@ -62,3 +62,41 @@ def test_the_readme_section_has_a_table_per_dataset_and_replaces_only_the_marked
     text = readme.read_text()
     assert text.startswith(f"before\n{study.README_START}\nMeasured by") and "old table" not in text
     assert text.endswith(f"{study.README_END}\nverdict stays\n") and section in text
+
+
+@pytest.fixture(scope="module")
+def broad_study(study):
+    return importlib.import_module("study")
+
+
+def _record(model, split_seed, proba, truth):
+    return {"dataset": "titanic", "split": split_seed, "model": model, "shapes": ["few rows"], "classes": ["a", "b"],
+            "truth": truth, "proba": proba, "majority": "a", "seconds": 10.0}
+
+
+def test_a_retired_default_keeps_its_results_and_is_compared_with_the_new_one(broad_study, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(broad_study, "RESULTS", tmp_path)
+    truth = [0, 1, 0, 1, 1, 0, 0, 1]
+    sharp = [[0.9, 0.1] if t == 0 else [0.1, 0.9] for t in truth]
+    vague = [[0.6, 0.4] if i % 4 else [0.4, 0.6] for i, t in enumerate(truth)]
+    for split_seed in (0, 1):
+        folder = tmp_path / "4min" / "titanic" / f"split{split_seed}"
+        folder.mkdir(parents=True)
+        (folder / "ours.json").write_text(json.dumps(_record("ours", split_seed, vague, truth)))
+    broad_study.retire(["titanic"], "ours@old", 4.0)
+    kept = sorted(tmp_path.glob("4min/titanic/split*/*.json"))
+    assert [p.name for p in kept] == ["ours@old.json", "ours@old.json"]
+    assert all(json.loads(p.read_text())["model"] == "ours@old" for p in kept), "the record is renamed with its file"
+    with pytest.raises(SystemExit):
+        broad_study.retire(["titanic"], "old", 4.0)
+    for split_seed in (0, 1):
+        folder = tmp_path / "4min" / "titanic" / f"split{split_seed}"
+        (folder / "ours.json").write_text(json.dumps(_record("ours", split_seed, sharp, truth)))
+    row = [line for line in broad_study.compare(4.0, "ours", "ours@old").splitlines()
+           if line.startswith("| titanic")]
+    observed = log_loss(truth * 2, sharp * 2) - log_loss(truth * 2, vague * 2)
+    accuracy_gain = 1.0 - np.mean(np.argmax(vague, 1) == truth)
+    assert row and row[0].startswith("| titanic | 2 | 1.000 | ")
+    assert f"{accuracy_gain:+.3f} [" in row[0] and f"{observed:+.3f} [" in row[0]
