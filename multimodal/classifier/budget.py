@@ -26,14 +26,16 @@ class TimeBudget:
         """Seconds left (negative once overdrawn)."""
         return self.deadline - time.monotonic()
 
-    def member_share(self, weight: float = 1.0, weights_left: float = 1.0) -> float:
-        """What the next member may spend: its ``weight``'s part of ``weights_left`` (the weights of the members
-        still to fit, its own included) of what remains after the finish reserve (up to 60 s, at most 15 % of
-        what remains); at least ``MIN_MEMBER_SECONDS``. A member that finishes early (or is skipped) leaves its
-        time to the members after it."""
+    def share(self, parts_left: int, reserve: float = 0.0) -> float:
+        """An equal part of what remains after ``reserve`` for each of ``parts_left`` parts."""
+        return (self.remaining() - reserve) / max(1, parts_left)
+
+    def member_share(self, members_left: int) -> float:
+        """What the next member may spend: an equal part, for each of the ``members_left`` members still to
+        fit, of what remains after the finish reserve (up to 60 s, at most 15 % of what remains); at least
+        ``MIN_MEMBER_SECONDS``. A member that finishes early leaves its time to the members after it."""
         reserve = min(FINISH_RESERVE_SECONDS, 0.15 * max(self.remaining(), 0.0))
-        available = self.remaining() - reserve
-        return max(MIN_MEMBER_SECONDS, available * weight / max(weight, weights_left))
+        return max(MIN_MEMBER_SECONDS, self.share(members_left, reserve))
 
     def fusion_seconds(self) -> float:
         """What the fusion network may spend: what remains after the reports' reserve, at least 30 s."""

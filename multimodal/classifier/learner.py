@@ -112,8 +112,7 @@ class FusionLearner:
             started = time.monotonic()
             try:
                 proba = member.fit(frame, labels, label_map.n_classes, Path(work_dir.name), budget=budget,
-                                   weights_left=sum(m.budget_weight for m, _, _ in planned[position:]),
-                                   options=options)
+                                   members_left=len(planned) - position, options=options)
             except MemberNotTrained as error:
                 timings["members"][member.name] = {"share": round(member.share, 1), "seconds": None}
                 shown = member.columns[:8] + (["..."] if len(member.columns) > 8 else [])

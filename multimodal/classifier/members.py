@@ -60,8 +60,6 @@ class Member:
         self.path = path
         self.predictor = None
         self.share = 0.0   # the seconds of the time budget the last fit was given
-        # Its part of the members' time budget, relative to the others' (see plan_members).
-        self.budget_weight = 1.0
 
     # -- features -------------------------------------------------------------------------------
     def features(self, frames: ModalityFrames, describe_row: Callable[[int], str] | None = None) -> pd.DataFrame:
@@ -83,15 +81,14 @@ class Member:
 
     # -- fitting and predicting -----------------------------------------------------------------
     def fit(self, features: pd.DataFrame, labels: np.ndarray, n_classes: int, directory: Path, *,
-            budget: TimeBudget, weights_left: float, options: FitOptions) -> np.ndarray:
+            budget: TimeBudget, members_left: int, options: FitOptions) -> np.ndarray:
         """Fit the predictor on ``labels`` (class codes and the sentinel) in ``directory / path``, drawing its
-        share (``share``) from ``budget``: its ``budget_weight``'s part of ``weights_left``, the weights of the
-        members still to fit (its own included); return the training
+        share (``share``) from ``budget`` as one of ``members_left`` members still to fit; return the training
         rows' probabilities (out of fold unless ``options.stacking`` says in-sample). Raises
         ``MemberNotTrained`` when the member cannot be trained."""
         from multimodal.classifier.tabular import fit_member
 
-        self.share = budget.member_share(self.budget_weight, weights_left)
+        self.share = budget.member_share(members_left)
         if self.share <= MIN_MEMBER_SECONDS:
             logger.warning("time budget nearly spent: giving member '%s' %.0f s; raise n_mins/n_hours for better "
                            "models", self.name, self.share)
@@ -278,14 +275,11 @@ def member_from_entry(entry: MemberEntry, directory: Path, embedder=None) -> Mem
 
 def plan_members(frames: ModalityFrames, joint: bool, embedder=None) -> list[Member]:
     """The members for a table's modalities, in training order: text, num, cat, the joint member (``joint``
-    and two or more non-image modalities), then one per image column (sharing ``embedder``). The joint member
-    reads the columns of all the non-image members, so its part of the time budget is theirs together."""
+    and two or more non-image modalities), then one per image column (sharing ``embedder``)."""
     members: list[Member] = [ModalityMember(kind, list(frame.columns)) for kind, frame in frames.tabular()]
     joint_frames = frames.joint_tabular() if joint else None
     if joint_frames is not None:
-        joint_member = JointMember(list(joint_frames[0].columns))
-        joint_member.budget_weight = float(sum(m.budget_weight for m in members))
-        members.append(joint_member)
+        members.append(JointMember(list(joint_frames[0].columns)))
     taken: set[str] = set()
     for column in frames.images:
         members.append(ImageMember(column, _image_dir(column, taken), embedder))
