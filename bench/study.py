@@ -3,7 +3,8 @@ many real data sets of different shapes, repeated splits, equal budgets. Every f
 and leaves its test-row probabilities in a cache file, so the study resumes where it stopped.
 
     .venv/bin/python bench/study.py run [--datasets ...] [--splits 0 1 2] [--minutes 4] [--models ours autogluon]
-    .venv/bin/python bench/study.py report [--minutes 4]
+    .venv/bin/python bench/study.py report [--minutes 4] [--compare ours ours@NAME] [--write-readme]
+    .venv/bin/python bench/study.py explain DATASET SPLIT MODEL    (why one fit scores what it does)
 
 Models, each with the same wall-clock budget on the same training rows:
 - ``ours``: ``MultimodalClassifier(n_mins=<budget>)``, every other hyperparameter at its default (random
@@ -302,6 +303,43 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
     print(f"{dataset} split {split_seed} {model}: {record['seconds']:.0f} s {record.get('failed', '')}", flush=True)
 
 
+def explain(dataset: str, split_seed: int, model: str, minutes: float) -> None:
+    """Why a fit scores what it does (not cached): for ours (or a candidate), each member's and the blend's
+    test accuracy and log loss, the blend weights, where the budget went and each member's AutoGluon
+    leaderboard; for AutoGluon's default, its leaderboard on the test rows."""
+    import logging
+    import tempfile
+
+    table, _, _ = load(dataset)
+    train, test = split(table, split_seed)
+    if model.split("+")[0] != "ours":
+        from autogluon.tabular import TabularPredictor
+
+        with tempfile.TemporaryDirectory(prefix="study-") as work:
+            predictor = TabularPredictor(label="label", path=work, verbosity=1).fit(
+                train.drop(columns=["ID"]), time_limit=60 * minutes,
+                **({"presets": "best_quality"} if model == "autogluon_best" else {}))
+            board = predictor.leaderboard(test.drop(columns=["ID"]), extra_metrics=["log_loss"], silent=True)
+            print(board[["model", "score_test", "log_loss", "score_val", "fit_time"]].to_string())
+        return
+    from multimodal import MultimodalClassifier
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("autogluon", "tensorflow", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    fitted = MultimodalClassifier(n_mins=minutes, image_weights="random").set_params(**model_settings(model)).fit(train)
+    metrics = fitted.evaluate(test)
+    print(f"blend: accuracy {metrics['blend']['accuracy']:.4f}, log loss {metrics['blend']['log_loss']:.4f}; "
+          f"weights {fitted.blend_.described()}")
+    for name, values in metrics["members"].items():
+        print(f"member {name}: accuracy {values['accuracy']:.4f}, log loss {values['log_loss']:.4f}")
+    print("timings", json.dumps(fitted.training_summary_["timings"]))
+    for member in fitted.members_:
+        if member.leaderboard is not None:
+            print(f"leaderboard {member.name}:")
+            print(member.leaderboard[["model", "score_val", "fit_time"]].round(4).to_string(index=False))
+
+
 def contended(record: dict) -> bool:
     """Whether a cached fit ran while other processes took a large share of the machine. Fits cached before
     the monitor existed say nothing and count as quiet."""
@@ -515,6 +553,11 @@ def main() -> None:
     fit_command.add_argument("split", type=int)
     fit_command.add_argument("model", type=model_name)
     fit_command.add_argument("--minutes", type=float, default=4.0)
+    explain_command = commands.add_parser("explain", help="one fit's members, blend and leaderboards (not cached)")
+    explain_command.add_argument("dataset", choices=list(DATASETS))
+    explain_command.add_argument("split", type=int)
+    explain_command.add_argument("model", type=model_name)
+    explain_command.add_argument("--minutes", type=float, default=4.0)
     retire_command = commands.add_parser("retire", help="keep the default's results as a former default's")
     retire_command.add_argument("--as", dest="name", required=True, help="ours@NAME")
     retire_command.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -531,6 +574,8 @@ def main() -> None:
         print(report(args.minutes))
     elif args.command == "fit":
         fit_one(args.dataset, args.split, args.model, args.minutes)
+    elif args.command == "explain":
+        explain(args.dataset, args.split, args.model, args.minutes)
     elif args.command == "retire":
         retire(args.datasets, args.name, args.minutes)
     elif args.compare:
