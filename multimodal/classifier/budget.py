@@ -26,6 +26,11 @@ class TimeBudget:
         """Seconds left (negative once overdrawn)."""
         return self.deadline - time.monotonic()
 
+    def charge(self, seconds: float) -> None:
+        """Count ``seconds`` spent outside this process against the budget (a unit of work reused from a
+        checkpoint cost that much in the run that computed it): the deadline moves that much earlier."""
+        self.started -= max(0.0, float(seconds))
+
     def share(self, parts_left: int, reserve: float = 0.0) -> float:
         """An equal part of what remains after ``reserve`` for each of ``parts_left`` parts."""
         return (self.remaining() - reserve) / max(1, parts_left)

@@ -181,13 +181,16 @@ class MultimodalClassifier:
         return getattr(self, "_holdout", None)
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame, time_budget: TimeBudget | None = None) -> "MultimodalClassifier":
+    def fit(self, data: pd.DataFrame, time_budget: TimeBudget | None = None,
+            checkpoint_dir: str | Path | None = None) -> "MultimodalClassifier":
         """Fit on a DataFrame with a ``label`` column, feature columns by suffix and an optional ``ID``.
 
         ``data`` is not modified; fit lets go of it once the images are embedded, so a caller that keeps
         no reference of its own (``fit(read_table())``) frees the base64 strings before AutoGluon trains.
         ``time_budget``: the budget to draw on when the caller has spent part of it already (the training
         job starts it when the job starts); default: ``n_hours``/``n_mins``/``n_secs`` from now.
+        ``checkpoint_dir``: where finished units of work are kept (each member's fit); a fit restarted with the
+        same directory reuses the units whose inputs have not changed and charges their time to the budget.
         A member that cannot be trained is skipped with a warning; only when none is left does fit fail.
         Returns ``self``.
         """
@@ -218,7 +221,15 @@ class MultimodalClassifier:
         images = ImageSettings(self.image_weights, self.image_precision, self.image_batch_size)
         handed_over = [data]   # the learner takes the table out and lets go of it once the images are embedded
         del data
-        learner, record = FusionLearner.fit(handed_over, schema, label_map, codes, params, budget, images)
+        store = None
+        if checkpoint_dir is not None:
+            from multimodal.classifier.checkpoints import UnitStore
+
+            store = UnitStore(Path(checkpoint_dir))
+            store.sweep()
+        learner, record = FusionLearner.fit(handed_over, schema, label_map, codes, params, budget, images, store)
+        if store is not None:
+            logger.info("%s; %.1f MB on disk", store.summary(), store.size_bytes() / 1e6)
         self.learner_ = learner
         self.hyperparameters_ = params
         self.training_report_ = evaluation.training_report(learner, record, params)

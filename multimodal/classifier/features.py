@@ -6,7 +6,6 @@ The fraction of missing columns per row and modality feeds the sentinel labels.
 """
 from __future__ import annotations
 
-import html
 import logging
 import re
 from dataclasses import dataclass
@@ -20,13 +19,11 @@ from multimodal.classifier.schema import ID_COLUMN, Schema
 logger = logging.getLogger(__name__)
 
 MISSING_CATEGORY = "unknown"
-# Longer text cells are cut to this many characters (after cleaning): AutoGluon's n-gram features gain
+# Longer text cells are cut to this many characters: AutoGluon's n-gram features gain
 # nothing from more, and one 50 MB cell would otherwise cost gigabytes of vocabulary.
 MAX_TEXT_CHARS = 100_000
 # Spellings of "no value" accepted in numeric columns (case-insensitive); text keeps them as text.
 NUMERIC_MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})   # "?": UCI and ARFF data
-_TAG = re.compile(r"<[^>]{0,200}>")
-_SPACE = re.compile(r"\s+")
 
 
 class BadValueError(UserError):
@@ -72,18 +69,15 @@ def _bigrams(match: re.Match) -> str:
 
 
 def clean_text(value) -> str:
-    """Light normalisation of one text cell: HTML entities and tags out, Chinese and Japanese character runs
-    as character bigrams, whitespace collapsed."""
+    """One text cell as the text member reads it: as written (spacing, line breaks, HTML entities and tags
+    carry signal that AutoGluon's text features count, such as which client wrote a tweet), with Chinese and
+    Japanese character runs written as overlapping character bigrams and the ends stripped; a missing cell becomes ""."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     text = str(value)
-    if "<" in text:
-        text = _TAG.sub(" ", text)
-    if "&" in text:
-        text = html.unescape(text)
     if not text.isascii():
         text = _UNSPACED_RUN.sub(_bigrams, text)
-    return _SPACE.sub(" ", text).strip()
+    return text.strip()
 
 
 _PLAIN_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")

@@ -68,11 +68,15 @@ class FusionLearner:
     # -- training -------------------------------------------------------------------------------
     @classmethod
     def fit(cls, handed_over: list[pd.DataFrame], schema: Schema, label_map: LabelMap, codes: np.ndarray,
-            params: dict, budget: TimeBudget, images: ImageSettings) -> tuple["FusionLearner", FitRecord]:
+            params: dict, budget: TimeBudget, images: ImageSettings,
+            store=None) -> tuple["FusionLearner", FitRecord]:
         """Fit on the one table in ``handed_over`` (labelled rows only, whose labels ``label_map`` encodes as
         ``codes``), taken out of the list so that it is let go of once the images are embedded; ``params`` are
-        validated hyperparameters."""
+        validated hyperparameters. With ``store`` (a ``checkpoints.UnitStore``), each image column's embeddings
+        (by chunks) and each member's finished fit are kept there, and those already there for the same inputs
+        are reused."""
         from multimodal.classifier import fusion
+        from multimodal.classifier.member_units import fit_or_resume
         from multimodal.classifier.tabular import MemberNotTrained
 
         data = handed_over.pop()
@@ -85,7 +89,8 @@ class FusionLearner:
         features, timings = {}, {"embedding": {}, "members": {}}
         for member in [m for m in members if m.reads_images]:
             started = time.monotonic()
-            features[member.name] = member.training_features(frames, options, lambda row: describe_row(data, row))
+            features[member.name] = member.training_features(frames, options, lambda row: describe_row(data, row),
+                                                             store=store, budget=budget)
             timings["embedding"][member.columns[0]] = round(time.monotonic() - started, 1)
         # The base64 strings are no longer needed: without these references (and when the caller handed its
         # table over, as the training job does) they are freed before AutoGluon makes its copies.
@@ -111,8 +116,9 @@ class FusionLearner:
         for position, (member, frame, labels) in enumerate(planned):
             started = time.monotonic()
             try:
-                proba = member.fit(frame, labels, label_map.n_classes, Path(work_dir.name), budget=budget,
-                                   members_left=len(planned) - position, options=options)
+                proba = fit_or_resume(member, frame, labels, label_map.n_classes, Path(work_dir.name),
+                                      budget=budget, members_left=len(planned) - position, options=options,
+                                      store=store)
             except MemberNotTrained as error:
                 timings["members"][member.name] = {"share": round(member.share, 1), "seconds": None}
                 shown = member.columns[:8] + (["..."] if len(member.columns) > 8 else [])

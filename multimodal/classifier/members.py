@@ -205,15 +205,19 @@ class ImageMember(Member):
         """(embeddings, missing mask, undecodable count) of the column's cells."""
         return self.embedder.embed(frames.images[self.column].tolist(), self.column, describe_row)
 
-    def training_features(self, frames: ModalityFrames, options: FitOptions,
-                          describe_row=None) -> tuple[pd.DataFrame, np.ndarray]:
+    def training_features(self, frames: ModalityFrames, options: FitOptions, describe_row=None, store=None,
+                          budget: TimeBudget | None = None) -> tuple[pd.DataFrame, np.ndarray]:
         """Embed the training rows, fit the projection (``options.image_components``; 0 keeps all features)
-        on the rows with an image, and return the projected features and each row's missing fraction (0 or 1)."""
+        on the rows with an image, and return the projected features and each row's missing fraction (0 or 1).
+        With ``store`` (a ``checkpoints.UnitStore``) the embeddings are kept and reused chunk by chunk, their
+        reused time charged to ``budget``."""
+        from multimodal.classifier.embedding_units import embed_resumable
         from multimodal.classifier.images import check_not_all_undecodable
         from multimodal.classifier.projection import FeatureProjection
 
         cells = frames.images[self.column].tolist()
-        embeddings, missing, undecodable = self.embedder.embed(cells, self.column, describe_row)
+        embeddings, missing, undecodable = embed_resumable(self.embedder, cells, self.column, describe_row, store,
+                                                           budget)
         check_not_all_undecodable(self.column, cells, undecodable)
         if options.image_components and (~missing).any():
             started = time.monotonic()

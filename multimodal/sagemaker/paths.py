@@ -43,6 +43,20 @@ class SageMakerPaths:
         return self.config_dir / "resourceconfig.json"
 
     @property
+    def checkpoint_config_file(self) -> Path:
+        """``input/config/checkpointconfig.json``: present only when the job has a ``CheckpointConfig``."""
+        return self.config_dir / "checkpointconfig.json"
+
+    def checkpoint_dir(self, local_path: str | None) -> Path:
+        """The checkpoint directory for ``CheckpointConfig.LocalPath`` (default ``/opt/ml/checkpoints``); a
+        path under ``/opt/ml`` is taken under this layout's root, so a local tree keeps its checkpoints inside."""
+        path = Path(local_path or f"{DEFAULT_BASE_DIR}/checkpoints")
+        base = Path(DEFAULT_BASE_DIR)
+        if path.is_relative_to(base) and self.root != base:
+            return self.root / path.relative_to(base)
+        return path
+
+    @property
     def data_dir(self) -> Path:
         return self.root / "input" / "data"
 

@@ -168,6 +168,7 @@ def run_training(paths: SageMakerPaths) -> None:
         return
     logger.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
     budget = TimeBudget(hp.time_budget_seconds(params), started)
+    checkpoints = checkpoint_dir(paths)
     train, validation = read_channels(paths, channels)
 
     # The table is handed over (no reference kept here), so fit can free the base64 images once embedded.
@@ -175,7 +176,7 @@ def run_training(paths: SageMakerPaths) -> None:
     del train
     model = MultimodalClassifier(**params, image_weights=environment.image_weights(),
                                  image_precision=environment.image_precision())
-    model.fit(tables.pop("train"), time_budget=budget)
+    model.fit(tables.pop("train"), time_budget=budget, checkpoint_dir=checkpoints)
 
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     clear_directory(paths.model_dir)
@@ -185,8 +186,28 @@ def run_training(paths: SageMakerPaths) -> None:
     except Exception as error:  # noqa: BLE001 - the model is saved; a report failure must not lose it
         logger.error("the model is saved, but the training report failed (%s: %s); metrics.json may be "
                      "incomplete", type(error).__name__, error, exc_info=True)
+    if checkpoints is not None and checkpoints.is_dir():
+        # The model directory now holds what the units held: a finished job needs no second copy (SageMaker
+        # deletes in S3 what is deleted here).
+        clear_directory(checkpoints)
+        logger.info("checkpoints: cleared %s (the model is saved)", checkpoints)
     logger.info("training job done in %.1f s (budget %.0f s): model in %s, reports in %s", time.monotonic() - started,
                 budget.seconds, paths.model_dir, paths.output_data_dir)
+
+
+def checkpoint_dir(paths: SageMakerPaths) -> Path | None:
+    """The job's checkpoint directory when it has a ``CheckpointConfig`` (``checkpointconfig.json``), else None:
+    without one, nothing is checkpointed."""
+    config = read_json(paths.checkpoint_config_file, None)
+    if config is None:
+        return None
+    if not isinstance(config, dict) or not isinstance(config.get("LocalPath", ""), str):
+        raise UserError(f"{paths.checkpoint_config_file}: expected a JSON object with a string 'LocalPath'; got "
+                        f"{json.dumps(config)[:200]}")
+    directory = paths.checkpoint_dir(config.get("LocalPath"))
+    logger.info("checkpoints: %s (CheckpointConfig.LocalPath %s); finished units of work there are reused",
+                directory, config.get("LocalPath") or "default")
+    return directory
 
 
 def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None, params: dict) -> None:

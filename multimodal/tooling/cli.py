@@ -65,7 +65,8 @@ def _local_train(args: argparse.Namespace) -> int:
     from multimodal.tooling.local_job import run_local_training
 
     result = run_local_training(Path(args.output), Path(args.train), Path(args.validation) if args.validation else None,
-                                _name_values(args.hp), image=args.image)
+                                _name_values(args.hp), image=args.image,
+                                checkpoints=Path(args.checkpoint_dir) if args.checkpoint_dir else None)
     _print_training(result)
     return 0 if result.status == "Completed" else 1
 
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "model.tar.gz and output.tar.gz")
     add_training_arguments(local_train, "--image")
     local_train.add_argument("--output", required=True, help="job directory: opt_ml/, train.log, *.tar.gz")
+    local_train.add_argument("--checkpoint-dir", help="a directory standing for CheckpointConfig.S3Uri (managed spot "
+                                                      "training): copied into /opt/ml/checkpoints before the job and "
+                                                      "synced back after it; a rerun resumes from it")
     local_train.set_defaults(handler=_local_train)
 
     for name in ("local-transform", "transform"):

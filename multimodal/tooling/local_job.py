@@ -5,7 +5,9 @@ SageMaker writes ``hyperparameters.json`` (all values strings), ``inputdataconfi
 ``resourceconfig.json``, copies each channel's files (File mode) under ``input/data/<channel>/``, runs
 ``docker run IMAGE train`` with the tree at ``/opt/ml``, and afterwards packs ``/opt/ml/model`` into
 ``model.tar.gz`` and ``/opt/ml/output/data`` into ``output.tar.gz``; a failed job reports the first
-1024 characters of ``/opt/ml/output/failure`` as its FailureReason.
+1024 characters of ``/opt/ml/output/failure`` as its FailureReason. With a ``CheckpointConfig`` it also writes
+``checkpointconfig.json``, copies the checkpoints from S3 into ``/opt/ml/checkpoints`` before the job starts and
+syncs that directory back (deletions included) while and after it runs; here a local directory stands for S3.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from multimodal.errors import UserError
 logger = logging.getLogger(__name__)
 
 FAILURE_REASON_LIMIT = 1024
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"   # CheckpointConfig.LocalPath's default
 
 
 @dataclass
@@ -45,8 +48,10 @@ class LocalTrainingResult:
 
 
 def lay_out_training_job(ml_root: Path, channels: dict[str, Path], hyperparameters: dict[str, str],
-                         instance_type: str = "local") -> Path:
-    """Write the /opt/ml tree of a single-instance File-mode training job under ``ml_root``; returns it."""
+                         instance_type: str = "local", checkpoints: Path | None = None) -> Path:
+    """Write the /opt/ml tree of a single-instance File-mode training job under ``ml_root``; returns it. With
+    ``checkpoints`` (the directory standing for ``CheckpointConfig.S3Uri``), the job gets a checkpoint
+    configuration and what that directory holds is copied into the tree's ``checkpoints/``."""
     input_data_config = validate_input_data_config({   # the channel checks SageMaker makes when the job is created
         name: {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
                "RecordWrapperType": "None", "CompressionType": "None"} for name in channels})
@@ -65,7 +70,24 @@ def lay_out_training_job(ml_root: Path, channels: dict[str, Path], hyperparamete
         _copy_channel(Path(source), target, name)
     (ml_root / "model").mkdir()
     (ml_root / "output" / "data").mkdir(parents=True)
+    if checkpoints is not None:
+        (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": CHECKPOINT_LOCAL_PATH}))
+        local = ml_root / "checkpoints"
+        if Path(checkpoints).is_dir():
+            shutil.copytree(checkpoints, local)
+        else:
+            local.mkdir()
     return ml_root
+
+
+def sync_checkpoints(ml_root: Path, checkpoints: Path) -> None:
+    """Make ``checkpoints`` (standing for the S3 prefix) hold what the tree's ``checkpoints/`` holds, deleting
+    what was deleted there, as SageMaker's sync does."""
+    local = ml_root / "checkpoints"
+    checkpoints = Path(checkpoints)
+    if checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    shutil.copytree(local, checkpoints) if local.is_dir() else checkpoints.mkdir(parents=True)
 
 
 def _copy_channel(source: Path, target: Path, name: str) -> None:
@@ -101,17 +123,18 @@ def training_invocation(ml_root: Path, job_name: str, image: str | None) -> tupl
 
 def run_local_training(job_dir: Path, train: Path, validation: Path | None = None,
                        hyperparameters: dict[str, str] | None = None, image: str | None = None,
-                       job_name: str | None = None) -> LocalTrainingResult:
+                       job_name: str | None = None, checkpoints: Path | None = None) -> LocalTrainingResult:
     """Run one training job locally under ``job_dir`` and pack its artifacts next to the tree.
 
     ``job_dir`` gets ``opt_ml/`` (the tree), ``train.log``, and for a completed job ``model.tar.gz``
-    (and ``output.tar.gz`` when the job wrote reports).
+    (and ``output.tar.gz`` when the job wrote reports). ``checkpoints``: a directory standing for
+    ``CheckpointConfig.S3Uri``, copied in before the job and synced back after it, however it ended.
     """
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     job_name = job_name or f"multimodal-local-{time.strftime('%Y%m%d-%H%M%S')}"
     channels = {"train": Path(train), **({"validation": Path(validation)} if validation else {})}
-    ml_root = lay_out_training_job(job_dir / "opt_ml", channels, hyperparameters or {})
+    ml_root = lay_out_training_job(job_dir / "opt_ml", channels, hyperparameters or {}, checkpoints=checkpoints)
     for stale in ("model.tar.gz", "output.tar.gz"):
         (job_dir / stale).unlink(missing_ok=True)
     command, environment = training_invocation(ml_root, job_name, image)
@@ -124,7 +147,11 @@ def run_local_training(job_dir: Path, train: Path, validation: Path | None = Non
             log.write(line)
             sys.stdout.buffer.write(line)
             sys.stdout.flush()
-        exit_code = process.wait()
+        try:
+            exit_code = process.wait()
+        finally:
+            if checkpoints is not None:
+                sync_checkpoints(ml_root, checkpoints)
     seconds = time.monotonic() - started
     failure_file = ml_root / "output" / "failure"
     failure = failure_file.read_text(errors="replace")[:FAILURE_REASON_LIMIT] if failure_file.exists() else None

@@ -47,3 +47,13 @@ def test_time_a_member_leaves_unused_goes_to_the_members_after_it(members, secon
     assert after_thrifty >= after_greedy
     if after_greedy > MIN_MEMBER_SECONDS:
         assert after_thrifty > after_greedy
+
+
+def test_charged_seconds_come_off_what_remains():
+    budget = TimeBudget(300.0)
+    before = budget.remaining()
+    budget.charge(100.0)
+    assert budget.remaining() == pytest.approx(before - 100.0, abs=0.5)
+    budget.charge(-50.0)   # nothing is ever given back
+    assert budget.remaining() == pytest.approx(before - 100.0, abs=0.5)
+    assert budget.seconds == 300.0

@@ -22,7 +22,7 @@ def frame():
 def test_imputation_per_modality():
     data = frame()
     frames = split_modalities(data, infer_schema(data.columns))
-    assert frames.text["t_text"].tolist() == ["Hello world & more", "", ""]
+    assert frames.text["t_text"].tolist() == ["Hello <b>world</b> &amp; more", "", ""], "text is kept as written"
     assert frames.numeric["x_num"].tolist() == [1.5, 0.0, 0.0]
     assert frames.numeric["y_num"].tolist() == [1.0, 0.0, 3.0]
     assert frames.categorical["c_cat"].tolist() == ["red", MISSING_CATEGORY, "12"]
@@ -71,7 +71,8 @@ def test_absent_feature_column_is_named():
 
 def test_cell_helpers():
     assert category_text(3.0) == "3" and category_text("3") == "3" and category_text(" ") == MISSING_CATEGORY
-    assert clean_text("a\n\tb") == "a b" and clean_text(float("nan")) == ""
+    assert clean_text(" a\n\tb  c ") == "a\n\tb  c" and clean_text(float("nan")) == "", \
+        "spacing and line breaks are signal (AutoGluon's text features count them): only the ends are stripped"
 
 
 @pytest.mark.parametrize("values, expected", [

@@ -8,7 +8,7 @@ import pytest
 from multimodal.tooling import cli
 from multimodal.tooling.containers import container_run
 from multimodal.errors import PlatformError
-from multimodal.tooling.local_job import training_invocation
+from multimodal.tooling.local_job import lay_out_training_job, sync_checkpoints, training_invocation
 from synthetic import csv_lines, make_frame
 
 QUICK = ["--hp", "quality=toy", "--hp", "n_mins=0", "--hp", "n_secs=40", "--hp", "num_folds=2", "--hp", "n_epochs=20"]
@@ -86,6 +86,44 @@ def test_local_train_lays_out_the_tree_and_packs_the_artifacts(tmp_path, capsys)
         "files at the top level of model.tar.gz, as /opt/ml/model holds them"
     assert {"metrics.json", "confusion_matrix.png"} <= _members(job / "output.tar.gz")
     assert "training job done" in (job / "train.log").read_text()
+
+
+def test_local_train_with_a_checkpoint_dir_checkpoints_each_member_and_syncs_back(tmp_path, capsys):
+    make_frame(45).drop(columns=["photo_image"]).to_csv(tmp_path / "train.csv", index=False)
+    checkpoints = tmp_path / "s3"
+    (checkpoints / "stale-unit").mkdir(parents=True)   # no manifest: not a finished unit, never reused
+    code = cli.main(["local-train", "--train", str(tmp_path / "train.csv"), *QUICK, "--output", str(tmp_path / "job"),
+                     "--checkpoint-dir", str(checkpoints)])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    config = tmp_path / "job" / "opt_ml" / "input" / "config" / "checkpointconfig.json"
+    assert json.loads(config.read_text()) == {"LocalPath": "/opt/ml/checkpoints"}
+    log = (tmp_path / "job" / "train.log").read_text()
+    assert f"checkpoints: {tmp_path / 'job' / 'opt_ml' / 'checkpoints'}" in log
+    assert re.search(r"resumed 0 \(none\); computed 4 \(member-text-\w{8}, member-num-\w{8}, member-cat-\w{8}, "
+                     r"member-joint-\w{8}\)", log), log
+    assert "checkpoints: cleared" in log
+    assert checkpoints.is_dir() and not any(checkpoints.iterdir()), "the finished job's deletions are synced back"
+
+
+def test_the_checkpoints_are_copied_in_and_synced_back_with_deletions(tmp_path):
+    s3 = tmp_path / "s3"
+    (s3 / "member-text").mkdir(parents=True)
+    (s3 / "member-text" / "UNIT.json").write_text("{}")
+    (tmp_path / "train.csv").write_text("label,a_num\n1,2\n")
+    root = lay_out_training_job(tmp_path / "opt_ml", {"train": tmp_path / "train.csv"}, {}, checkpoints=s3)
+    assert (root / "checkpoints" / "member-text" / "UNIT.json").read_text() == "{}"
+    (root / "checkpoints" / "member-num").mkdir()
+    (root / "checkpoints" / "member-num" / "x").write_bytes(b"1")
+    import shutil
+    shutil.rmtree(root / "checkpoints" / "member-text")
+    sync_checkpoints(root, s3)
+    assert sorted(p.relative_to(s3).as_posix() for p in s3.rglob("*")) == ["member-num", "member-num/x"]
+    fresh = lay_out_training_job(tmp_path / "opt_ml2", {"train": tmp_path / "train.csv"}, {},
+                                 checkpoints=tmp_path / "missing")
+    assert (fresh / "checkpoints").is_dir() and not any((fresh / "checkpoints").iterdir())
+    assert not (lay_out_training_job(tmp_path / "opt_ml3", {"train": tmp_path / "train.csv"}, {})
+                / "input" / "config" / "checkpointconfig.json").exists()
 
 
 def test_a_failing_local_training_job_reports_its_failure_reason_and_packs_no_model(tmp_path, capsys):
