@@ -51,12 +51,13 @@ def test_a_changed_cell_recomputes_only_its_chunk(embedder, cells, tmp_path, mon
     monkeypatch.setattr(embedding_units, "CHUNK_ROWS", 8)
     embed_resumable(embedder, cells, "photo_image", None, UnitStore(tmp_path), None)
     changed = list(cells)
-    changed[12] = cells[0]
+    changed[12] = cells[1]
+    assert changed[12] != cells[12]
     store = UnitStore(tmp_path)
     features, missing, _ = embed_resumable(embedder, changed, "photo_image", None, store, None)
     assert store.computed == [unit_name("photo_image", 1)]
     assert store.resumed == [unit_name("photo_image", 0), unit_name("photo_image", 2)]
-    np.testing.assert_array_equal(features[12], features[0])
+    np.testing.assert_array_equal(features[12], features[1])
 
 
 def test_unit_names_are_plain_and_distinct_for_every_column_name(tmp_path):
