@@ -1,7 +1,7 @@
 """Finished units of training work, kept in a checkpoint directory so that a restarted job reuses them.
 
-A unit is one directory under the store's root, named by the unit (``embedding-photo_image-000``,
-``member-text``, ...), holding the unit's files and, written last, ``UNIT.json``: the unit's fingerprint (a
+A unit is one directory under the store's root, named by the unit (``embedding-photo_image-<hash>-00000``,
+``member-text-<hash>``, ...), holding the unit's files and, written last, ``UNIT.json``: the unit's fingerprint (a
 hash of everything its result depends on) and each file's size and SHA-256. A unit is written under a
 temporary name and renamed into place, so a reader (another process, or the job restarted after an
 interruption) sees either the whole unit or none of it; a unit whose files do not match its manifest is
@@ -12,6 +12,7 @@ complete directory (the last one stays).
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -50,8 +51,10 @@ def fingerprint(**parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@functools.cache
 def dependency_versions() -> dict[str, str]:
-    """The installed version of each distribution in ``DEPENDENCIES`` (``"absent"`` when not installed)."""
+    """The installed version of each distribution in ``DEPENDENCIES`` (``"absent"`` when not installed); read
+    once per process (every unit's fingerprint needs it)."""
     from importlib import metadata
 
     versions = {}
@@ -66,9 +69,10 @@ def dependency_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache
 def library_digest() -> str:
     """A SHA-256 hex digest of this library's source files: a development build keeps its version number while
-    its code changes, and a unit computed by other code is recomputed."""
+    its code changes, and a unit computed by other code is recomputed. Read once per process."""
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*")):

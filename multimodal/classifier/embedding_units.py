@@ -72,14 +72,16 @@ def embed_resumable(embedder, cells: Sequence, column: str, describe_row: Callab
                                                           "undecodable": int(bad)}))
 
             unit = store.save(name, key, write)
+            cost = json.loads((unit / COST).read_text())
         else:
             resumed += 1
+            cost = json.loads((unit / COST).read_text())
             if budget is not None:
-                budget.charge(json.loads((unit / COST).read_text())["seconds"])
+                budget.charge(cost["seconds"])
         with np.load(unit / ARRAYS) as arrays:
             features.append(arrays["features"])
             missing.append(arrays["missing"])
-        undecodable += int(json.loads((unit / COST).read_text())["undecodable"])
+        undecodable += int(cost["undecodable"])
     if resumed:
         logger.info("column '%s': %d of %d embedding chunks (%d rows each) resumed from checkpoint units", column,
                     resumed, len(starts), CHUNK_ROWS)

@@ -189,8 +189,9 @@ class MultimodalClassifier:
         no reference of its own (``fit(read_table())``) frees the base64 strings before AutoGluon trains.
         ``time_budget``: the budget to draw on when the caller has spent part of it already (the training
         job starts it when the job starts); default: ``n_hours``/``n_mins``/``n_secs`` from now.
-        ``checkpoint_dir``: where finished units of work are kept (each member's fit); a fit restarted with the
-        same directory reuses the units whose inputs have not changed and charges their time to the budget.
+        ``checkpoint_dir``: where finished units of work are kept (each image column's embeddings by chunks, each
+        member's fit); a fit restarted with the same directory reuses the units whose inputs have not changed and
+        charges their time to the budget.
         A member that cannot be trained is skipped with a warning; only when none is left does fit fail.
         Returns ``self``.
         """

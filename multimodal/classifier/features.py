@@ -71,7 +71,8 @@ def _bigrams(match: re.Match) -> str:
 def clean_text(value) -> str:
     """One text cell as the text member reads it: as written (spacing, line breaks, HTML entities and tags
     carry signal that AutoGluon's text features count, such as which client wrote a tweet), with Chinese and
-    Japanese character runs written as overlapping character bigrams and the ends stripped; a missing cell becomes ""."""
+    Japanese character runs written as overlapping character bigrams and the ends stripped; a missing cell
+    becomes ""."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     text = str(value)

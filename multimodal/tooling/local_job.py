@@ -7,7 +7,8 @@ SageMaker writes ``hyperparameters.json`` (all values strings), ``inputdataconfi
 ``model.tar.gz`` and ``/opt/ml/output/data`` into ``output.tar.gz``; a failed job reports the first
 1024 characters of ``/opt/ml/output/failure`` as its FailureReason. With a ``CheckpointConfig`` it also writes
 ``checkpointconfig.json``, copies the checkpoints from S3 into ``/opt/ml/checkpoints`` before the job starts and
-syncs that directory back (deletions included) while and after it runs; here a local directory stands for S3.
+syncs that directory back (deletions included) while it runs; here a local directory stands for S3, synced
+back once the job has ended, however it ended.
 """
 from __future__ import annotations
 
