@@ -35,8 +35,9 @@ def make_tree(root: Path, channels: dict[str, list[pd.DataFrame]], hyperparamete
     return root
 
 
-def run_train(root: Path, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
-    """Run the real ``train`` executable against the tree, as SageMaker runs the image."""
+def run_train(root: Path, timeout: float = 600, command: list[str] | None = None,
+              **popen) -> subprocess.CompletedProcess:
+    """Run the real ``train`` executable (or ``command``) against the tree, as SageMaker runs the image."""
     environment = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "MULTIMODAL_IMAGE_WEIGHTS": "random",
                    "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([TRAIN], env=environment, capture_output=True, text=True, timeout=timeout, **popen)
+    return subprocess.run(command or [TRAIN], env=environment, capture_output=True, text=True, timeout=timeout, **popen)

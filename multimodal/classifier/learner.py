@@ -4,6 +4,7 @@ selects the blend, and predicts, saves and loads all of it. The facade holds one
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -73,9 +74,9 @@ class FusionLearner:
         """Fit on the one table in ``handed_over`` (labelled rows only, whose labels ``label_map`` encodes as
         ``codes``), taken out of the list so that it is let go of once the images are embedded; ``params`` are
         validated hyperparameters. With ``store`` (a ``checkpoints.UnitStore``), each image column's embeddings
-        (by chunks) and each member's finished fit are kept there, and those already there for the same inputs
-        are reused."""
-        from multimodal.classifier import fusion
+        (by chunks), each member's finished fit, the fusion network and the blend are kept there, and those
+        already there for the same inputs are reused."""
+        from multimodal.classifier.fusion_units import network_or_resume
         from multimodal.classifier.member_units import fit_or_resume
         from multimodal.classifier.tabular import MemberNotTrained
 
@@ -135,17 +136,13 @@ class FusionLearner:
                             "(multimodal validate reports constant and empty columns) or raise the time budget.")
         fusion_inputs = np.concatenate(train_probas, axis=1)
         started = time.monotonic()
-        network, validation_rows = fusion.train_network(
-            fusion_inputs, codes, label_map.n_classes, epochs=params["n_epochs"], batch_size=params["batch_size"],
-            validation_fraction=params["validation_fraction"], patience=params["early_stopping_patience"],
-            learning_rate=params["learning_rate"], seed=params["seed"],
-            time_limit=budget.fusion_seconds(),
-        )
+        network, validation_rows = network_or_resume(fusion_inputs, codes, label_map.n_classes, params, budget,
+                                                     store)
         timings["fusion_network"] = round(time.monotonic() - started, 1)
         if not any(m.reads_images for m in fitted):
             embedder = None
         learner = cls(schema, label_map, fitted, network, None, embedder, embedder.weights if embedder else None)
-        learner.blend = learner._select_blend(fusion_inputs, codes, validation_rows, params)
+        learner.blend = learner._select_blend(fusion_inputs, codes, validation_rows, params, store)
         learner._work_dir = work_dir
         return learner, FitRecord(fusion_inputs, codes, validation_rows, skipped, timings)
 
@@ -160,16 +157,17 @@ class FusionLearner:
         logger.info("image embedding: %s", embedder.describe())
         return embedder
 
-    def _select_blend(self, fusion_inputs, codes, validation_rows, params):
+    def _select_blend(self, fusion_inputs, codes, validation_rows, params, store=None):
         """Ensemble selection over the network and the members on the network's hold-out rows (out-of-fold
         stacking only: in-sample member probabilities are overfit on those rows and would win unfairly)."""
         from multimodal.classifier.blend import FusionBlend, describe_weights
+        from multimodal.classifier.fusion_units import blend_or_resume
 
         if params["stacking"] != "out_of_fold" or not params["blend_rounds"] or not len(validation_rows):
             return FusionBlend.network_only(self.network)
         starts = [(name, columns.start) for name, columns in self.member_columns()]
-        blend = FusionBlend.select(self.network, fusion_inputs[validation_rows], codes[validation_rows], starts,
-                                   params["blend_rounds"])
+        blend = blend_or_resume(self.network, fusion_inputs[validation_rows], codes[validation_rows], starts,
+                                params["blend_rounds"], store)
         logger.info("blend weights (ensemble selection, %d rounds on %d hold-out rows): %s", params["blend_rounds"],
                     len(validation_rows), describe_weights(blend.described()))
         return blend
@@ -214,7 +212,7 @@ class FusionLearner:
             if Path(member.predictor.path).resolve() != target.resolve():
                 if target.exists():
                     shutil.rmtree(target)
-                shutil.copytree(member.predictor.path, target)
+                shutil.copytree(member.predictor.path, target, copy_function=_link_or_copy)
             member.save_extras(directory)
         weights_path = self.network.save(directory / FUSION_DIR)
         keras_path = fusion.save_keras(self.network, directory / FUSION_DIR)
@@ -260,6 +258,16 @@ class FusionLearner:
         blend.names = [renamed.get(name, name) for name in blend.names]
         return cls(Schema.from_dict(config.schema), LabelMap(tuple(config.classes)), members, network, blend,
                    embedder, setting)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    """A hard link where the file system allows one, else a copy: a predictor kept in a checkpoint unit and
+    the model directory then share its bytes (no second copy on the training volume while the model is saved;
+    nothing writes to a saved predictor's files)."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def _image_setting_from_identity(name: str) -> str:

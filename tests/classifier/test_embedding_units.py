@@ -79,11 +79,13 @@ def test_a_refit_with_images_resumes_the_embeddings_and_the_members_and_predicts
     from conftest import FAST
 
     from multimodal import MultimodalClassifier
+    from multimodal.classifier.fusion_units import BLEND_UNIT, NETWORK_UNIT
     from multimodal.classifier.member_units import unit_name as member_unit
 
     first = MultimodalClassifier(**FAST).fit(train_frame, checkpoint_dir=tmp_path)
     units = sorted(p.name for p in tmp_path.iterdir())
-    assert units == sorted([unit_name("photo_image", 0)] + [member_unit(m) for m in first.members_])
+    assert units == sorted([unit_name("photo_image", 0), NETWORK_UNIT, BLEND_UNIT]
+                           + [member_unit(m) for m in first.members_])
     caplog.set_level("INFO", logger="multimodal")
     again = MultimodalClassifier(**FAST).fit(train_frame, checkpoint_dir=tmp_path)
     summary = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoints in"))

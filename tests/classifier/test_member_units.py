@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from conftest import FAST
 from multimodal import MultimodalClassifier
 from multimodal.classifier.budget import TimeBudget
 from multimodal.classifier.checkpoints import MANIFEST
+from multimodal.classifier.fusion_units import BLEND_UNIT, NETWORK_UNIT
 from multimodal.classifier.member_units import COST, member_fingerprint, unit_name
 
 # No image column: the units under test are the members' fits.
@@ -30,27 +32,42 @@ def first_fit(tabular_frames, tmp_path_factory):
     return checkpoints, model, model.predict_proba(test)
 
 
-def _units(directory):
-    return sorted(p.name for p in directory.iterdir() if (p / MANIFEST).exists())
+def _units(directory, prefix=""):
+    return sorted(p.name for p in directory.iterdir() if (p / MANIFEST).exists() and p.name.startswith(prefix))
 
 
 def test_every_member_is_a_unit_and_a_second_fit_reuses_them_all(first_fit, tabular_frames, caplog):
     checkpoints, model, proba = first_fit
-    assert _units(checkpoints) == sorted(unit_name(m) for m in model.members_)
+    assert _units(checkpoints) == sorted([unit_name(m) for m in model.members_] + [NETWORK_UNIT, BLEND_UNIT])
     train, test = tabular_frames
     caplog.set_level("INFO", logger="multimodal")
     again = MultimodalClassifier(**SETTINGS).fit(train, checkpoint_dir=checkpoints)
     resumed = [r.getMessage() for r in caplog.records if "resumed from checkpoint unit" in r.getMessage()]
-    assert len(resumed) == len(model.members_)
+    assert len(resumed) == len(model.members_) + 2, "every member, the fusion network and the blend"
     summary = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoints in"))
-    assert f"resumed {len(model.members_)}" in summary and "computed 0" in summary
+    assert f"resumed {len(model.members_) + 2}" in summary and "computed 0" in summary
     np.testing.assert_allclose(again.predict_proba(test).to_numpy(), proba.to_numpy(), atol=1e-5)
     assert [m.leaderboard is not None for m in again.members_] == [True] * len(again.members_)
 
 
+def test_the_saved_model_shares_the_member_units_files_instead_of_copying_them(first_fit, tmp_path):
+    checkpoints, model, _ = first_fit
+    model.save(tmp_path / "model")
+    for member in model.members_:
+        unit = Path(member.predictor.path)
+        assert unit.is_relative_to(checkpoints / unit_name(member))
+        files = [p for p in unit.rglob("*") if p.is_file()]
+        assert files
+        for path in files:
+            saved = tmp_path / "model" / member.path / path.relative_to(unit)
+            assert saved.stat().st_ino == path.stat().st_ino, f"{saved} is a second copy of {path}"
+
+
 def test_a_resumed_member_charges_its_cost_to_the_budget(first_fit, tabular_frames):
     checkpoints, model, _ = first_fit
-    costs = {u: json.loads((checkpoints / u / COST).read_text())["seconds"] for u in _units(checkpoints)}
+    costs = {u: json.loads((checkpoints / u / COST).read_text())["seconds"] for u in _units(checkpoints)
+             if (checkpoints / u / COST).exists()}
+    assert NETWORK_UNIT in costs and len(costs) == len(model.members_) + 1, "the blend alone costs nothing"
     budget = TimeBudget(120.0)
     started = budget.started
     MultimodalClassifier(**SETTINGS).fit(tabular_frames[0], time_budget=budget, checkpoint_dir=checkpoints)
@@ -62,7 +79,7 @@ def test_a_resumed_member_charges_its_cost_to_the_budget(first_fit, tabular_fram
 def test_a_corrupt_unit_is_fitted_again_and_the_others_reused(tabular_frames, tmp_path, caplog):
     train, _ = tabular_frames
     MultimodalClassifier(**SETTINGS).fit(train, checkpoint_dir=tmp_path)
-    units = _units(tmp_path)
+    units = _units(tmp_path, "member-")
     victim = tmp_path / units[0] / "train_probabilities.npy"
     victim.write_bytes(victim.read_bytes()[:-8])
     caplog.set_level("INFO", logger="multimodal")
@@ -70,8 +87,8 @@ def test_a_corrupt_unit_is_fitted_again_and_the_others_reused(tabular_frames, tm
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"checkpoint unit '{units[0]}' is not reused (corrupt file train_probabilities.npy)" in m
                for m in messages)
-    assert sum("resumed from checkpoint unit" in m for m in messages) == len(units) - 1
-    assert _units(tmp_path) == units
+    assert sum(m.startswith("member '") and "resumed from checkpoint unit" in m for m in messages) == len(units) - 1
+    assert _units(tmp_path, "member-") == units
 
 
 def test_the_fingerprint_follows_the_features_the_labels_and_the_options(tabular_frames):
@@ -99,7 +116,11 @@ def test_a_fusion_only_hyperparameter_keeps_the_members_and_a_member_one_refits_
     train, _ = tabular_frames
     store_before = {u: (checkpoints / u / MANIFEST).read_text() for u in _units(checkpoints)}
     MultimodalClassifier(**{**SETTINGS, "n_epochs": 30}).fit(train, checkpoint_dir=checkpoints)
-    assert {u: (checkpoints / u / MANIFEST).read_text() for u in _units(checkpoints)} == store_before
+    store_after = {u: (checkpoints / u / MANIFEST).read_text() for u in _units(checkpoints)}
+    assert store_after.keys() == store_before.keys()
+    assert [u for u in store_before if store_after[u] != store_before[u]] == [BLEND_UNIT, NETWORK_UNIT], \
+        "n_epochs trains the network again, and the blend over it; the members stay"
+    store_before = store_after
 
     other = tabular_frames[0].copy()
     other.loc[0, "label"] = other.loc[1, "label"] if other.loc[0, "label"] != other.loc[1, "label"] else \
