@@ -255,6 +255,26 @@ class LoadMonitor:
                 "others_share": round(others, 2), "cores": cores, "contended": bool(others > 0.25)}
 
 
+def cpu_model() -> str:
+    """This machine's processor as the study records it: the model name, the vector extensions that set the
+    speed of the models (AVX-512, its bf16 and AMX) and the cores; the shared machines here change between
+    sessions (an AMD EPYC with AVX2 only embedded images 2.8 times slower than the machine of the session
+    before)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                "unknown processor")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    extensions = [label for flag, label in (("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
+                                            ("amx_tile", "AMX")) if flag in flags] or ["AVX2" if "avx2" in flags
+                                                                                     else "no AVX2"]
+    return f"{name} ({', '.join(extensions)}; {os.cpu_count()} cores)"
+
+
+def machine_of(record: dict) -> str:
+    """The processor a cached fit ran on (``unrecorded`` for fits cached before the study recorded it)."""
+    return record.get("machine", {}).get("cpu", "unrecorded")
+
+
 def _cpu_seconds() -> float:
     import resource
 
@@ -294,7 +314,7 @@ def fit_one(dataset: str, split_seed: int, model: str, minutes: float) -> None:
         except Exception as error:  # noqa: BLE001 - a model that cannot fit a data set is a result too
             record["failed"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
         record["seconds"] = round(time.monotonic() - started, 1)
-    record["machine"] = monitor.summary(record["seconds"])
+    record["machine"] = {**monitor.summary(record["seconds"]), "cpu": cpu_model()}
     path = result_path(dataset, split_seed, model, minutes)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
@@ -347,16 +367,24 @@ def contended(record: dict) -> bool:
 
 
 def run(datasets: list[str], splits: list[int], models: list[str], minutes: float,
-        refit_contended: bool = False) -> None:
-    """Every missing fit, each in a fresh process (a failure is logged and the study goes on); with
-    ``refit_contended``, also every (data set, split) where a model's fit was flagged as contended: all of
-    its models, so that the pair is compared on one quiet machine."""
+        refit_contended: bool = False, this_machine: bool = False) -> None:
+    """Every missing fit, each in a fresh process, the models of one (data set, split) one after the other (a
+    failure is logged and the study goes on); with ``refit_contended``, also every (data set, split) where a
+    model's fit was flagged as contended: all of its models, so that the pair is compared on one quiet
+    machine; with ``this_machine``, also every fit of ``models`` on a (data set, split) whose fits of
+    ``models`` did not all run on this machine's processor, so that they are compared on one machine."""
+    here = cpu_model()
     for split_seed in splits:
         for dataset in datasets:
             paths = [result_path(dataset, split_seed, model, minutes) for model in models]
-            if refit_contended and any(p.exists() and contended(json.loads(p.read_text())) for p in paths):
+            records = {p: json.loads(p.read_text()) for p in paths if p.exists()}
+            if refit_contended and any(contended(r) for r in records.values()):
                 for p in paths:
                     p.unlink(missing_ok=True)
+            elif this_machine and len({machine_of(r) for r in records.values()} | {here}) > 1:
+                for p, record in records.items():
+                    if machine_of(record) != here:
+                        p.unlink()
             for model in models:
                 if result_path(dataset, split_seed, model, minutes).exists():
                     continue
@@ -437,7 +465,11 @@ def report(minutes: float, rival: str = "autogluon") -> str:
             acc, ll = difference["accuracy"], difference["log_loss"]
             shapes = ", ".join(records[model][splits[0]]["shapes"])
             busy = sum(contended(records[name][s]) for s in splits for name in (model, rival))
-            count = f"{len(splits)}" + (f" ({busy} fits on a busy machine)" if busy else "")
+            apart = sum(machine_of(records[model][s]) != machine_of(records[rival][s])
+                        or machine_of(records[model][s]) == "unrecorded" for s in splits)
+            notes = ([f"{busy} fits on a busy machine"] if busy else []) + (
+                [f"{apart} not fitted on one recorded machine"] if apart else [])
+            count = f"{len(splits)}" + (f" ({'; '.join(notes)})" if notes else "")
             rank = default_rank(records) if model == "ours" else ""
             lines.append(f"| {dataset} | {shapes} | {model} | {count} | {np.mean(majority):.3f} | "
                          f"{mean['ours'][0]:.3f} | {mean['rival'][0]:.3f} | {mean['ours'][1]:.3f} | "
@@ -548,6 +580,9 @@ def main() -> None:
     run_command.add_argument("--minutes", type=float, default=4.0)
     run_command.add_argument("--refit-contended", action="store_true",
                              help="fit again every (data set, split) with a fit flagged as run on a busy machine")
+    run_command.add_argument("--this-machine", action="store_true",
+                             help="fit again, on this machine, every fit of a (data set, split) whose models' fits "
+                                  "ran on other or unrecorded processors")
     fit_command = commands.add_parser("fit", help="one fit (what run starts in a fresh process)")
     fit_command.add_argument("dataset", choices=list(DATASETS))
     fit_command.add_argument("split", type=int)
@@ -570,7 +605,7 @@ def main() -> None:
                                 help=f"replace the text between {README_START} and {README_END} in README.md")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.datasets, args.splits, args.models, args.minutes, args.refit_contended)
+        run(args.datasets, args.splits, args.models, args.minutes, args.refit_contended, args.this_machine)
         print(report(args.minutes))
     elif args.command == "fit":
         fit_one(args.dataset, args.split, args.model, args.minutes)

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ FORMAT = 1
 _TEMPORARY_PREFIX = ".writing-"
 _RETIRED_PREFIX = ".retired-"
 _CHUNK = 1 << 20
+T = TypeVar("T")
 # Distributions whose versions change what a unit computes (a unit fitted by another version is recomputed);
 # each with the other names its wheels go by.
 DEPENDENCIES = {"multimodal": (), "autogluon.tabular": (), "autogluon.core": (), "lightgbm": (), "catboost": (),
@@ -125,6 +127,25 @@ class UnitStore:
         self.discarded.append(name)
         self._retire(directory)
         return None
+
+    def read(self, name: str, expected: str, reader: Callable[[Path], T]) -> T | None:
+        """``reader(directory)`` of unit ``name`` when ``load`` finds it; None when it is not there or when the
+        reader fails on it (files that a checkpoint's round trip through S3 left unreadable, e.g. without the
+        empty directories S3 does not keep): such a unit is logged, removed and counted as discarded."""
+        directory = self.load(name, expected)
+        if directory is None:
+            return None
+        try:
+            return reader(directory)
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any unit that cannot be read is computed again
+            logger.warning("checkpoint unit '%s' is not reused (it could not be read: %s: %s): computing it again",
+                           name, type(error).__name__, error)
+            self.resumed.remove(name)
+            self.discarded.append(name)
+            self._retire(directory)
+            return None
 
     def save(self, name: str, unit_fingerprint: str, write: Callable[[Path], None]) -> Path:
         """Run ``write(directory)`` on a fresh temporary directory, seal it with its manifest and move it into

@@ -59,8 +59,8 @@ def embed_resumable(embedder, cells: Sequence, column: str, describe_row: Callab
         key = fingerprint(unit="embedding", column=column, start=start, rows=len(chunk), cells=cells_digest(chunk),
                           weights=embedder.identity.sha256, precision=embedder.precision,
                           library=library_digest(), dependencies=dependency_versions())
-        unit = store.load(name, key)
-        if unit is None:
+        found = store.read(name, key, lambda unit, rows=len(chunk): _read_chunk(unit, rows))
+        if found is None:
             def describe(row: int, offset=start) -> str:
                 return describe_row(offset + row) if describe_row is not None else f"row {offset + row + 1}"
 
@@ -71,18 +71,24 @@ def embed_resumable(embedder, cells: Sequence, column: str, describe_row: Callab
                 (directory / COST).write_text(json.dumps({"seconds": round(time.monotonic() - started, 3),
                                                           "undecodable": int(bad)}))
 
-            unit = store.save(name, key, write)
-            cost = json.loads((unit / COST).read_text())
+            found = _read_chunk(store.save(name, key, write), len(chunk))
         else:
             resumed += 1
-            cost = json.loads((unit / COST).read_text())
             if budget is not None:
-                budget.charge(cost["seconds"])
-        with np.load(unit / ARRAYS) as arrays:
-            features.append(arrays["features"])
-            missing.append(arrays["missing"])
-        undecodable += int(cost["undecodable"])
+                budget.charge(found[2]["seconds"])
+        features.append(found[0])
+        missing.append(found[1])
+        undecodable += int(found[2]["undecodable"])
     if resumed:
         logger.info("column '%s': %d of %d embedding chunks (%d rows each) resumed from checkpoint units", column,
                     resumed, len(starts), CHUNK_ROWS)
     return np.concatenate(features), np.concatenate(missing), undecodable
+
+
+def _read_chunk(unit: Path, rows: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A chunk unit's features, missing flags and cost; ``ValueError`` when it does not hold ``rows`` rows."""
+    with np.load(unit / ARRAYS) as arrays:
+        values, absent = arrays["features"], arrays["missing"]
+    if len(values) != rows or len(absent) != rows:
+        raise ValueError(f"{len(values)} rows of features for a chunk of {rows} rows")
+    return values, absent, json.loads((unit / COST).read_text())

@@ -69,13 +69,14 @@ def network_or_resume(inputs: np.ndarray, codes: np.ndarray, n_classes: int, par
                       settings={name: params[name] for name in NETWORK_SETTINGS},
                       budget_seconds=round(budget.seconds, 3), library=library_digest(),
                       dependencies=dependency_versions())
-    unit = store.load(NETWORK_UNIT, key)
-    if unit is not None:
-        seconds = float(json.loads((unit / COST).read_text())["seconds"])
+    resumed = store.read(NETWORK_UNIT, key, lambda unit: (FusionNetwork.load(unit), np.load(unit / VALIDATION_ROWS),
+                                                          float(json.loads((unit / COST).read_text())["seconds"])))
+    if resumed is not None:
+        network, rows, seconds = resumed
         budget.charge(seconds)
         logger.info("fusion network: resumed from checkpoint unit %s (trained in %.1f s when it was computed)",
-                    unit.name, seconds)
-        return FusionNetwork.load(unit), np.load(unit / VALIDATION_ROWS)
+                    NETWORK_UNIT, seconds)
+        return network, rows
 
     trained = {}
 
@@ -102,10 +103,10 @@ def blend_or_resume(network: FusionNetwork, inputs: np.ndarray, codes: np.ndarra
     key = fingerprint(unit="blend", network=network_digest(network), inputs=array_digest(inputs),
                       codes=array_digest(np.asarray(codes, dtype=np.int64)), members=members, rounds=rounds,
                       library=library_digest())
-    unit = store.load(BLEND_UNIT, key)
-    if unit is not None:
-        logger.info("blend: resumed from checkpoint unit %s", unit.name)
-        return FusionBlend.load(unit, network)
+    resumed = store.read(BLEND_UNIT, key, lambda unit: FusionBlend.load(unit, network))
+    if resumed is not None:
+        logger.info("blend: resumed from checkpoint unit %s", BLEND_UNIT)
+        return resumed
     blend = select()
     store.save(BLEND_UNIT, key, blend.save)
     return blend

@@ -65,16 +65,22 @@ def fit_or_resume(member: Member, frame: pd.DataFrame, labels: np.ndarray, n_cla
                           options=options)
     name = unit_name(member)
     key = member_fingerprint(member, frame, labels, n_classes, options, budget.seconds)
-    unit = store.load(name, key)
-    if unit is not None:
+
+    def read(unit: Path) -> tuple[np.ndarray, dict]:
         cost = json.loads((unit / COST).read_text())
+        proba = np.load(unit / PROBABILITIES)
         member.load_predictor(unit / PREDICTOR, cost["layout"])
         member.predictor.leaderboard = pd.read_csv(unit / LEADERBOARD)
+        return proba, cost
+
+    resumed = store.read(name, key, read)
+    if resumed is not None:
+        proba, cost = resumed
         member.share = float(cost["share"])
         budget.charge(float(cost["seconds"]))
         logger.info("member '%s': resumed from checkpoint unit %s (fitted in %.1f s when it was computed)",
-                    member.name, unit.name, cost["seconds"])
-        return np.load(unit / PROBABILITIES)
+                    member.name, name, cost["seconds"])
+        return proba
 
     def write(directory: Path) -> None:
         started = time.monotonic()

@@ -76,6 +76,30 @@ def test_any_damage_to_a_unit_is_detected_and_the_unit_removed(tmp_path_factory,
     assert reader.discarded == ["unit"] and not unit.exists()
 
 
+def test_a_unit_its_reader_cannot_read_is_discarded_and_an_interruption_is_not_swallowed(tmp_path, caplog):
+    store = UnitStore(tmp_path)
+    store.save("unit", "f1", lambda d: (d / "w.bin").write_bytes(b"123"))
+    assert UnitStore(tmp_path).read("unit", "f1", lambda d: (d / "w.bin").read_bytes()) == b"123"
+
+    def unreadable(directory: Path):
+        raise ValueError("not what the reader expects")
+
+    reader = UnitStore(tmp_path)
+    assert reader.read("unit", "f1", unreadable) is None
+    assert reader.resumed == [] and reader.discarded == ["unit"] and not (tmp_path / "unit").exists()
+    assert "checkpoint unit 'unit' is not reused (it could not be read: ValueError: not what" in caplog.text
+    assert UnitStore(tmp_path).read("missing", "f1", unreadable) is None
+
+    store.save("unit", "f1", lambda d: (d / "w.bin").write_bytes(b"123"))
+
+    def stopped(directory: Path):
+        raise KeyboardInterrupt   # as the training job's SIGTERM (a BaseException): the job stops
+
+    with pytest.raises(KeyboardInterrupt):
+        UnitStore(tmp_path).read("unit", "f1", stopped)
+    assert (tmp_path / "unit" / MANIFEST).exists()
+
+
 def test_a_changed_fingerprint_discards_the_unit(tmp_path):
     store = UnitStore(tmp_path)
     store.save("fusion", fingerprint(epochs=100, seed=0), lambda d: (d / "w.bin").write_bytes(b"123"))

@@ -63,6 +63,26 @@ def test_the_saved_model_shares_the_member_units_files_instead_of_copying_them(f
             assert saved.stat().st_ino == path.stat().st_ino, f"{saved} is a second copy of {path}"
 
 
+def _restored_from_s3(source: Path, target: Path) -> None:
+    """The checkpoint directory as SageMaker restores it from S3 into a new instance: the files only (S3
+    keeps no empty directory), each written anew."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(path.read_bytes())
+
+
+def test_units_restored_as_s3_restores_them_are_all_reused(first_fit, tabular_frames, tmp_path, caplog):
+    checkpoints, model, proba = first_fit
+    _restored_from_s3(checkpoints, tmp_path)
+    caplog.set_level("INFO", logger="multimodal")
+    again = MultimodalClassifier(**SETTINGS).fit(tabular_frames[0], checkpoint_dir=tmp_path)
+    summary = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoints in"))
+    assert f"resumed {len(model.members_) + 2}" in summary and "computed 0" in summary, summary
+    np.testing.assert_allclose(again.predict_proba(tabular_frames[1]).to_numpy(), proba.to_numpy(), atol=1e-5)
+
+
 def test_a_resumed_member_charges_its_cost_to_the_budget(first_fit, tabular_frames):
     checkpoints, model, _ = first_fit
     costs = {u: json.loads((checkpoints / u / COST).read_text())["seconds"] for u in _units(checkpoints)
