@@ -100,8 +100,8 @@ def test_local_train_with_a_checkpoint_dir_checkpoints_each_member_and_syncs_bac
     assert json.loads(config.read_text()) == {"LocalPath": "/opt/ml/checkpoints"}
     log = (tmp_path / "job" / "train.log").read_text()
     assert f"checkpoints: {tmp_path / 'job' / 'opt_ml' / 'checkpoints'}" in log
-    assert re.search(r"resumed 0 \(none\); computed 4 \(member-text-\w{8}, member-num-\w{8}, member-cat-\w{8}, "
-                     r"member-joint-\w{8}\)", log), log
+    assert re.search(r"resumed 0 \(none\); computed 6 \(member-text-\w{8}, member-num-\w{8}, member-cat-\w{8}, "
+                     r"member-joint-\w{8}, fusion-network, blend\)", log), log
     assert "checkpoints: cleared" in log
     assert checkpoints.is_dir() and not any(checkpoints.iterdir()), "the finished job's deletions are synced back"
 
