@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "UNIT.json"
@@ -81,6 +83,14 @@ def library_digest() -> str:
         if path.is_file() and path.suffix in (".py", ".json"):
             digest.update(path.relative_to(package).as_posix().encode())
             digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def array_digest(array: np.ndarray) -> str:
+    """A SHA-256 digest of an array's dtype, shape and values."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
     return digest.hexdigest()
 
 

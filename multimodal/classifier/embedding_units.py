@@ -64,14 +64,18 @@ def embed_resumable(embedder, cells: Sequence, column: str, describe_row: Callab
             def describe(row: int, offset=start) -> str:
                 return describe_row(offset + row) if describe_row is not None else f"row {offset + row + 1}"
 
-            def write(directory: Path, chunk=chunk, describe=describe) -> None:
+            computed = {}
+
+            def write(directory: Path, chunk=chunk, describe=describe, computed=computed) -> None:
                 started = time.monotonic()
                 values, absent, bad = embedder.embed(chunk, column, describe)
+                cost = {"seconds": round(time.monotonic() - started, 3), "undecodable": int(bad)}
                 np.savez(directory / ARRAYS, features=values, missing=absent)
-                (directory / COST).write_text(json.dumps({"seconds": round(time.monotonic() - started, 3),
-                                                          "undecodable": int(bad)}))
+                (directory / COST).write_text(json.dumps(cost))
+                computed["chunk"] = (values, absent, cost)
 
-            found = _read_chunk(store.save(name, key, write), len(chunk))
+            store.save(name, key, write)
+            found = computed["chunk"]
         else:
             resumed += 1
             if budget is not None:

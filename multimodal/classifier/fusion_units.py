@@ -19,7 +19,9 @@ import numpy as np
 
 from multimodal.classifier.blend import FusionBlend
 from multimodal.classifier.budget import TimeBudget
-from multimodal.classifier.checkpoints import UnitStore, dependency_versions, fingerprint, library_digest
+from multimodal.classifier.checkpoints import (
+    UnitStore, array_digest, dependency_versions, fingerprint, library_digest,
+)
 from multimodal.classifier.fusion_network import FusionNetwork
 
 logger = logging.getLogger(__name__)
@@ -31,14 +33,6 @@ COST = "cost.json"
 # The hyperparameters the network's training reads.
 NETWORK_SETTINGS = ("n_epochs", "batch_size", "validation_fraction", "early_stopping_patience", "learning_rate",
                     "seed")
-
-
-def array_digest(array: np.ndarray) -> str:
-    """A SHA-256 digest of an array's dtype, shape and values."""
-    array = np.ascontiguousarray(array)
-    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def network_digest(network: FusionNetwork) -> str:

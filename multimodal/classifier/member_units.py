@@ -21,7 +21,7 @@ import pandas as pd
 
 from multimodal.classifier.budget import TimeBudget
 from multimodal.classifier.checkpoints import (
-    UnitStore, dependency_versions, fingerprint, library_digest, plain_name,
+    UnitStore, array_digest, dependency_versions, fingerprint, library_digest, plain_name,
 )
 from multimodal.classifier.members import FitOptions, Member
 
@@ -49,8 +49,8 @@ def member_fingerprint(member: Member, frame: pd.DataFrame, labels: np.ndarray, 
                        options: FitOptions, budget_seconds: float) -> str:
     """What a member's fit depends on (see the module doc), as one digest."""
     return fingerprint(unit="member", name=member.name, kind=member.kind, columns=member.columns,
-                       features=frame_digest(frame), labels=hashlib.sha256(np.ascontiguousarray(
-                           labels, dtype=np.int64).tobytes()).hexdigest(), n_classes=n_classes,
+                       features=frame_digest(frame),
+                       labels=array_digest(np.asarray(labels, dtype=np.int64)), n_classes=n_classes,
                        options=asdict(options), budget_seconds=round(float(budget_seconds), 3),
                        library=library_digest(), dependencies=dependency_versions())
 
