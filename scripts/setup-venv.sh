@@ -13,6 +13,10 @@ if [ ! -f "$stamp" ]; then
     | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
   "$venv/bin/python" -c "import torch, torchvision, tensorflow, autogluon.tabular, flask, gunicorn, multimodal" >/dev/null 2>&1 \
     || { echo "setup failed: the environment in $venv does not import" >&2; exit 1; }
+  # Ray installs console scripts named `serve` and `tune`: the project's `serve` must be the one in bin/.
+  grep -q "serve_main" "$venv/bin/serve" \
+    || "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall -e "$root" >&2
+  grep -q "serve_main" "$venv/bin/serve" || { echo "setup failed: $venv/bin/serve is not the project's" >&2; exit 1; }
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi

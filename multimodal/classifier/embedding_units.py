@@ -46,47 +46,58 @@ def cells_digest(cells: Sequence) -> str:
 
 
 def embed_resumable(embedder, cells: Sequence, column: str, describe_row: Callable[[int], str] | None,
-                    store: UnitStore | None, budget: TimeBudget | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """``embedder.embed`` of the column's cells; with a ``store``, chunk by chunk, each chunk reused from the
-    store when it is there for the same inputs and written to it when it is computed."""
-    if store is None or len(cells) == 0:
+                    store: UnitStore | None, budget: TimeBudget | None,
+                    executor=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """``embedder.embed`` of the column's cells; with a ``store`` or an ``executor`` of several places, chunk by
+    chunk: each chunk reused from the store when it is there for the same inputs, else computed at one of the
+    executor's places (``multimodal.classifier.executors``) and written to the store."""
+    from multimodal.classifier.executors import LocalExecutor, run_units
+
+    executor = executor or LocalExecutor()
+    if len(cells) == 0 or (store is None and len(executor.places) == 1):
         return embedder.embed(cells, column, describe_row)
-    features, missing, undecodable, resumed = [], [], 0, 0
-    starts = range(0, len(cells), CHUNK_ROWS)
-    for index, start in enumerate(starts):
-        chunk = cells[start:start + CHUNK_ROWS]
-        name = unit_name(column, index)
+    chunks = executor.chunks(len(cells), CHUNK_ROWS)
+    found, to_compute, pins = {}, [], []
+    for index, (start, stop, place) in enumerate(chunks):
+        chunk = cells[start:stop]
         key = fingerprint(unit="embedding", column=column, start=start, rows=len(chunk), cells=cells_digest(chunk),
                           weights=embedder.identity.sha256, precision=embedder.precision,
                           library=library_digest(), dependencies=dependency_versions())
-        found = store.read(name, key, lambda unit, rows=len(chunk): _read_chunk(unit, rows))
-        if found is None:
-            def describe(row: int, offset=start) -> str:
-                return describe_row(offset + row) if describe_row is not None else f"row {offset + row + 1}"
+        if store is not None:
+            found[index] = store.read(unit_name(column, index), key, lambda unit, n=len(chunk): _read_chunk(unit, n))
+        if found.get(index) is None:
+            to_compute.append((f"embedding {column} rows {start + 1}-{stop}", (index, start, stop, key)))
+            pins.append(place)
+    resumed = sum(value is not None for value in found.values())
+    for value in found.values():
+        if value is not None and budget is not None:
+            budget.charge(value[2]["seconds"])
 
-            computed = {}
+    def compute(place: str, item, not_started: int):
+        index, start, stop, key = item
+        chunk = cells[start:stop]
 
-            def write(directory: Path, chunk=chunk, describe=describe, computed=computed) -> None:
-                started = time.monotonic()
-                values, absent, bad = embedder.embed(chunk, column, describe)
-                cost = {"seconds": round(time.monotonic() - started, 3), "undecodable": int(bad)}
+        def describe(row: int, offset=start) -> str:
+            return describe_row(offset + row) if describe_row is not None else f"row {offset + row + 1}"
+
+        started = time.monotonic()
+        values, absent, bad = executor.embed_chunk(place, embedder, column, start, chunk, describe)
+        cost = {"seconds": round(time.monotonic() - started, 3), "undecodable": int(bad)}
+        if store is not None:
+            def write(directory: Path) -> None:
                 np.savez(directory / ARRAYS, features=values, missing=absent)
                 (directory / COST).write_text(json.dumps(cost))
-                computed["chunk"] = (values, absent, cost)
 
-            store.save(name, key, write)
-            found = computed["chunk"]
-        else:
-            resumed += 1
-            if budget is not None:
-                budget.charge(found[2]["seconds"])
-        features.append(found[0])
-        missing.append(found[1])
-        undecodable += int(found[2]["undecodable"])
+            store.save(unit_name(column, index), key, write)
+        return index, (values, absent, cost)
+
+    found.update(run_units(executor, to_compute, compute, pins))
     if resumed:
-        logger.info("column '%s': %d of %d embedding chunks (%d rows each) resumed from checkpoint units", column,
-                    resumed, len(starts), CHUNK_ROWS)
-    return np.concatenate(features), np.concatenate(missing), undecodable
+        logger.info("column '%s': %d of %d embedding chunks resumed from checkpoint units", column, resumed,
+                    len(found))
+    ordered = [found[index] for index in sorted(found)]
+    return (np.concatenate([f[0] for f in ordered]), np.concatenate([f[1] for f in ordered]),
+            sum(int(f[2]["undecodable"]) for f in ordered))
 
 
 def _read_chunk(unit: Path, rows: int) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -182,7 +182,7 @@ class MultimodalClassifier:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, data: pd.DataFrame, time_budget: TimeBudget | None = None,
-            checkpoint_dir: str | Path | None = None) -> "MultimodalClassifier":
+            checkpoint_dir: str | Path | None = None, executor=None) -> "MultimodalClassifier":
         """Fit on a DataFrame with a ``label`` column, feature columns by suffix and an optional ``ID``.
 
         ``data`` is not modified; fit lets go of it once the images are embedded, so a caller that keeps
@@ -192,6 +192,8 @@ class MultimodalClassifier:
         ``checkpoint_dir``: where finished units of work are kept (each image column's embeddings by chunks, each
         member's fit); a fit restarted with the same directory reuses the units whose inputs have not changed and
         charges their time to the budget.
+        ``executor``: where the embedding chunks and the member fits run (``multimodal.classifier.executors``;
+        default: in this process, one after the other).
         A member that cannot be trained is skipped with a warning; only when none is left does fit fail.
         Returns ``self``.
         """
@@ -228,7 +230,8 @@ class MultimodalClassifier:
 
             store = UnitStore(Path(checkpoint_dir))
             store.sweep()
-        learner, record = FusionLearner.fit(handed_over, schema, label_map, codes, params, budget, images, store)
+        learner, record = FusionLearner.fit(handed_over, schema, label_map, codes, params, budget, images, store,
+                                            executor)
         if store is not None:
             logger.info("%s; %.1f MB on disk", store.summary(), store.size_bytes() / 1e6)
         self.learner_ = learner

@@ -124,8 +124,9 @@ def unseen_labels(known: Iterable, labels: Iterable) -> list:
     return list(found.values())
 
 
-def drop_missing_labels(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:
-    """Drop rows whose label is missing or empty, with one warning that counts them."""
+def drop_missing_labels(frame: pd.DataFrame, label_column: str, allow_empty: bool = False) -> pd.DataFrame:
+    """Drop rows whose label is missing or empty, with one warning that counts them; ``UserError`` when no row
+    is left, unless ``allow_empty`` (one shard of a table)."""
     labels = frame[label_column]
     missing = labels.isna() | labels.astype(str).str.strip().eq("")
     count = int(missing.sum())
@@ -135,7 +136,7 @@ def drop_missing_labels(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:
             count, len(frame), label_column, describe_row(frame, int(np.flatnonzero(missing.to_numpy())[0])),
         )
         frame = frame.loc[~missing.to_numpy()]
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise UserError(f"no training rows have a value in the '{label_column}' column.")
     return frame
 

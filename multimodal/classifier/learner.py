@@ -3,6 +3,7 @@ member's share from the time budget, trains the fusion network over their (out-o
 selects the blend, and predicts, saves and loads all of it. The facade holds one."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.classifier.budget import TimeBudget
+from multimodal.classifier.executors import run_units
 from multimodal.classifier.features import describe_row, split_modalities
 from multimodal.classifier.labels import LabelMap, sentinel_labels
 from multimodal.classifier.members import FitOptions, Member, member_from_entry, member_slices, plan_members
@@ -70,16 +72,17 @@ class FusionLearner:
     @classmethod
     def fit(cls, handed_over: list[pd.DataFrame], schema: Schema, label_map: LabelMap, codes: np.ndarray,
             params: dict, budget: TimeBudget, images: ImageSettings,
-            store=None) -> tuple["FusionLearner", FitRecord]:
+            store=None, executor=None) -> tuple["FusionLearner", FitRecord]:
         """Fit on the one table in ``handed_over`` (labelled rows only, whose labels ``label_map`` encodes as
         ``codes``), taken out of the list so that it is let go of once the images are embedded; ``params`` are
         validated hyperparameters. With ``store`` (a ``checkpoints.UnitStore``), each image column's embeddings
         (by chunks), each member's finished fit, the fusion network and the blend are kept there, and those
-        already there for the same inputs are reused."""
+        already there for the same inputs are reused. ``executor`` (``multimodal.classifier.executors``) says
+        where the embedding chunks and the member fits run (default: here, one after the other)."""
+        from multimodal.classifier.executors import LocalExecutor
         from multimodal.classifier.fusion_units import network_or_resume
-        from multimodal.classifier.member_units import fit_or_resume
-        from multimodal.classifier.tabular import MemberNotTrained
 
+        executor = executor or LocalExecutor()
         data = handed_over.pop()
         frames = split_modalities(data, schema)
         embedder = cls._embedder_for(frames, images)
@@ -91,7 +94,7 @@ class FusionLearner:
         for member in [m for m in members if m.reads_images]:
             started = time.monotonic()
             features[member.name] = member.training_features(frames, options, lambda row: describe_row(data, row),
-                                                             store=store, budget=budget)
+                                                             store=store, budget=budget, executor=executor)
             timings["embedding"][member.columns[0]] = round(time.monotonic() - started, 1)
         # The base64 strings are no longer needed: without these references (and when the caller handed its
         # table over, as the training job does) they are freed before AutoGluon makes its copies.
@@ -113,24 +116,20 @@ class FusionLearner:
             raise UserError("no member has enough non-missing values to train on.")
 
         work_dir = tempfile.TemporaryDirectory(prefix="multimodal-fit-")
+        outcomes = _fit_members(planned, label_map.n_classes, Path(work_dir.name), budget, options, store, executor)
         fitted, train_probas, skipped = [], [], []
-        for position, (member, frame, labels) in enumerate(planned):
-            started = time.monotonic()
-            try:
-                proba = fit_or_resume(member, frame, labels, label_map.n_classes, Path(work_dir.name),
-                                      budget=budget, members_left=len(planned) - position, options=options,
-                                      store=store)
-            except MemberNotTrained as error:
-                timings["members"][member.name] = {"share": round(member.share, 1), "seconds": None}
-                shown = member.columns[:8] + (["..."] if len(member.columns) > 8 else [])
-                logger.warning("member '%s' (columns %s) skipped: %s; training goes on with the other members",
-                               member.name, shown, error)
+        for (member, _, _), (proba, seconds, error) in zip(planned, outcomes):
+            timings["members"][member.name] = {"share": round(member.share, 1), "seconds": seconds}
+            if error is not None:
                 skipped.append(f"{member.name}: {error}")
                 continue
-            timings["members"][member.name] = {"share": round(member.share, 1),
-                                               "seconds": round(time.monotonic() - started, 1)}
             fitted.append(member)
             train_probas.append(proba)
+        if len(executor.places) > 1:
+            timings["places"] = executor.summary()
+            logger.info("work per place (embedding chunks and member fits): %s", ", ".join(
+                f"{place} {entry['units']} units in {entry['seconds']:.1f} s"
+                for place, entry in timings["places"].items()))
         if not fitted:
             raise UserError("no member could be trained: " + "; ".join(skipped) + ". Check the columns named "
                             "(multimodal validate reports constant and empty columns) or raise the time budget.")
@@ -258,6 +257,43 @@ class FusionLearner:
         blend.names = [renamed.get(name, name) for name in blend.names]
         return cls(Schema.from_dict(config.schema), LabelMap(tuple(config.classes)), members, network, blend,
                    embedder, setting)
+
+
+# With several places, the members that take longest start first (images, then the joint member, then text).
+_FIT_ORDER = {"image": 0, "joint": 1, "text": 2, "cat": 3, "num": 4}
+
+
+def _fit_members(planned, n_classes: int, work_dir: Path, budget: TimeBudget, options: FitOptions, store,
+                 executor) -> list[tuple[np.ndarray | None, float | None, Exception | None]]:
+    """Fit (or resume) every planned ``(member, frame, labels)`` at the executor's places; per member, in plan
+    order: its training probabilities, its seconds and the ``MemberNotTrained`` that skipped it (else None).
+    A member's share counts the members still to fit after it on the same place (``run_units``' count over the
+    number of places), so with one place it is the share of one member among those left."""
+    from multimodal.classifier.member_units import fit_or_resume
+    from multimodal.classifier.tabular import MemberNotTrained
+
+    places = len(executor.places)
+    order = list(range(len(planned)))
+    if places > 1:
+        order.sort(key=lambda i: _FIT_ORDER.get(planned[i][0].kind, 5))
+
+    def fit(place: str, position: int, not_started: int):
+        member, frame, labels = planned[position]
+        started = time.monotonic()
+        try:
+            proba = fit_or_resume(member, frame, labels, n_classes, work_dir, budget=budget,
+                                  members_left=-(-not_started // places), options=options, store=store,
+                                  fit_member=functools.partial(executor.fit_member, place))
+        except MemberNotTrained as error:
+            shown = member.columns[:8] + (["..."] if len(member.columns) > 8 else [])
+            logger.warning("member '%s' (columns %s) skipped: %s; training goes on with the other members",
+                           member.name, shown, error)
+            return None, None, error
+        return proba, round(time.monotonic() - started, 1), None
+
+    results = run_units(executor, [(f"member {planned[i][0].name}", i) for i in order], fit)
+    by_position = dict(zip(order, results))
+    return [by_position[i] for i in range(len(planned))]
 
 
 def _link_or_copy(source: str, destination: str) -> None:

@@ -57,12 +57,13 @@ def member_fingerprint(member: Member, frame: pd.DataFrame, labels: np.ndarray, 
 
 def fit_or_resume(member: Member, frame: pd.DataFrame, labels: np.ndarray, n_classes: int, work_dir: Path, *,
                   budget: TimeBudget, members_left: int, options: FitOptions,
-                  store: UnitStore | None) -> np.ndarray:
-    """The member fitted (``Member.fit``) or, with a ``store`` holding its finished unit, loaded from it; returns
-    the training rows' probabilities either way. With a store, a fresh fit is written to it as a unit."""
+                  store: UnitStore | None, fit_member=None) -> np.ndarray:
+    """The member fitted (``Member.fit``, with ``fit_member``) or, with a ``store`` holding its finished unit,
+    loaded from it; returns the training rows' probabilities either way. With a store, a fresh fit is written to
+    it as a unit."""
     if store is None:
         return member.fit(frame, labels, n_classes, work_dir, budget=budget, members_left=members_left,
-                          options=options)
+                          options=options, fit_member=fit_member)
     name = unit_name(member)
     key = member_fingerprint(member, frame, labels, n_classes, options, budget.seconds)
 
@@ -85,7 +86,7 @@ def fit_or_resume(member: Member, frame: pd.DataFrame, labels: np.ndarray, n_cla
     def write(directory: Path) -> None:
         started = time.monotonic()
         proba = member.fit(frame, labels, n_classes, directory / PREDICTOR, budget=budget,
-                           members_left=members_left, options=options)
+                           members_left=members_left, options=options, fit_member=fit_member)
         seconds = time.monotonic() - started
         np.save(directory / PROBABILITIES, proba)
         member.leaderboard.to_csv(directory / LEADERBOARD, index=False)

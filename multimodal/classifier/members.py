@@ -81,12 +81,14 @@ class Member:
 
     # -- fitting and predicting -----------------------------------------------------------------
     def fit(self, features: pd.DataFrame, labels: np.ndarray, n_classes: int, directory: Path, *,
-            budget: TimeBudget, members_left: int, options: FitOptions) -> np.ndarray:
+            budget: TimeBudget, members_left: int, options: FitOptions, fit_member=None) -> np.ndarray:
         """Fit the predictor on ``labels`` (class codes and the sentinel) in ``directory / path``, drawing its
-        share (``share``) from ``budget`` as one of ``members_left`` members still to fit; return the training
-        rows' probabilities (out of fold unless ``options.stacking`` says in-sample). Raises
-        ``MemberNotTrained`` when the member cannot be trained."""
-        from multimodal.classifier.tabular import fit_member
+        share (``share``) from ``budget`` as if ``members_left`` members were still to fit one after the other;
+        return the training rows' probabilities (out of fold unless ``options.stacking`` says in-sample).
+        ``fit_member``: what fits (default ``multimodal.classifier.tabular.fit_member``, in this process; an
+        executor's place may fit elsewhere). Raises ``MemberNotTrained`` when the member cannot be trained."""
+        if fit_member is None:
+            from multimodal.classifier.tabular import fit_member
 
         self.share = budget.member_share(members_left)
         if self.share <= MIN_MEMBER_SECONDS:
@@ -206,18 +208,19 @@ class ImageMember(Member):
         return self.embedder.embed(frames.images[self.column].tolist(), self.column, describe_row)
 
     def training_features(self, frames: ModalityFrames, options: FitOptions, describe_row=None, store=None,
-                          budget: TimeBudget | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                          budget: TimeBudget | None = None, executor=None) -> tuple[pd.DataFrame, np.ndarray]:
         """Embed the training rows, fit the projection (``options.image_components``; 0 keeps all features)
         on the rows with an image, and return the projected features and each row's missing fraction (0 or 1).
         With ``store`` (a ``checkpoints.UnitStore``) the embeddings are kept and reused chunk by chunk, their
-        reused time charged to ``budget``."""
+        reused time charged to ``budget``; ``executor`` (``multimodal.classifier.executors``) says where the
+        chunks are embedded."""
         from multimodal.classifier.embedding_units import embed_resumable
         from multimodal.classifier.images import check_not_all_undecodable
         from multimodal.classifier.projection import FeatureProjection
 
         cells = frames.images[self.column].tolist()
         embeddings, missing, undecodable = embed_resumable(self.embedder, cells, self.column, describe_row, store,
-                                                           budget)
+                                                           budget, executor)
         check_not_all_undecodable(self.column, cells, undecodable)
         if options.image_components and (~missing).any():
             started = time.monotonic()

@@ -51,7 +51,7 @@ def create_algorithm_request(name: str, training_image: str, inference_image: st
             "TrainingImage": training_image,
             "SupportedHyperParameters": json.loads(SPEC_PATH.read_text(encoding="utf-8")),
             "SupportedTrainingInstanceTypes": TRAINING_INSTANCE_TYPES + gpus,
-            "SupportsDistributedTraining": False,
+            "SupportsDistributedTraining": True,   # the hosts of a job train together on Ray
             "MetricDefinitions": metrics["MetricDefinitions"],
             "TrainingChannels": channels,
             "SupportedTuningJobObjectiveMetrics": metrics["SupportedTuningJobObjectiveMetrics"],

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
 
 from multimodal.sagemaker.csv_input import CsvSource, CsvTable, list_data_files, read_csv_table
 from multimodal.errors import PlatformError, UserError
@@ -45,7 +49,8 @@ CHANNELS = (
 
 def validate_input_data_config(config: dict, hosts: int = 1) -> dict[str, dict]:
     """Check ``inputdataconfig.json``: known channels only, the required ones present, supported settings;
-    ``hosts`` is the job's instance count (ShardedByS3Key needs distributed training when it is above 1)."""
+    ``hosts`` is the job's instance count (above 1, only channel 'train' may be sharded by S3 key: the leader
+    gathers its shards; the validation report is the leader's alone)."""
     specs = {spec.name: spec for spec in CHANNELS}
     unknown = sorted(set(config) - set(specs))
     if unknown:
@@ -75,12 +80,10 @@ def validate_input_data_config(config: dict, hosts: int = 1) -> dict[str, dict]:
         if data_type == "AugmentedManifestFile":
             raise UserError(f"channel '{name}': an AugmentedManifestFile is not supported; give the channel an S3 "
                             "prefix (or a ManifestFile) of CSV files with a header.")
-        distribution = settings.get("S3DistributionType") or settings.get("S3DataDistributionType") \
-            or "FullyReplicated"
-        if distribution == "ShardedByS3Key" and hosts > 1:
+        if is_sharded(settings) and hosts > 1 and name != "train":
             raise UserError(f"channel '{name}': S3DataDistributionType ShardedByS3Key on {hosts} instances would "
-                            "train on part of the data (distributed training is not supported yet); use "
-                            "FullyReplicated, or one instance.")
+                            "report on part of the data (the first instance reports alone); use FullyReplicated "
+                            "for this channel (channel 'train' may be sharded).")
     return config
 
 
@@ -97,6 +100,12 @@ def _wait_for_pipe(path) -> None:
         if time.monotonic() > deadline:
             raise PlatformError(f"Pipe-mode FIFO {path} did not appear within {PIPE_WAIT_SECONDS:.0f} s.")
         time.sleep(0.2)
+
+
+def channel_files(paths: SageMakerPaths, name: str) -> list[Path]:
+    """The data files a File-mode channel holds (none when its directory is absent or holds only markers)."""
+    directory = paths.channel_dir(name)
+    return list_data_files(directory) if directory.is_dir() else []
 
 
 def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
@@ -121,3 +130,54 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
     logger.info("channel '%s' (%s mode): %d rows from %d source(s) in %.1f s", name, mode, len(table.frame),
                 len(sources), time.monotonic() - started)
     return table
+
+
+def is_sharded(settings: dict) -> bool:
+    """True when a channel's S3 data is sharded by key (each host gets part of the objects)."""
+    return (settings.get("S3DistributionType") or settings.get("S3DataDistributionType")) == "ShardedByS3Key"
+
+
+def read_channels(paths: SageMakerPaths, channels: dict[str, dict],
+                  gather: Callable[[pd.DataFrame | None], pd.DataFrame] | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The training and validation tables, checked against each other before any fit: the same columns, the
+    labels typed by one rule over both channels, no validation class that training lacks. ``gather`` turns
+    this host's shard of channel 'train' (None when it holds no file) into the whole table (a distributed
+    job's sharded channel)."""
+    from multimodal.classifier.labels import integer_labels, label_values, unseen_labels
+    from multimodal.classifier.schema import LABEL_COLUMN, infer_schema
+
+    if gather is not None:
+        # A shard may hold no file at all (more instances than S3 objects): the other hosts' shards are the data.
+        settings = channels["train"]
+        empty = settings.get("TrainingInputMode", "File") != "Pipe" and not channel_files(paths, "train")
+        own = None if empty else read_channel(paths, "train", settings).frame
+        if own is not None:
+            infer_schema(own.columns, source="channel 'train'", warn=False)
+        train = gather(own)
+    else:
+        train = read_channel(paths, "train", channels["train"]).frame
+    infer_schema(train.columns, source="channel 'train'", warn=False)   # fail fast; fit() warns once
+    validation = None
+    if "validation" in channels:
+        validation = read_channel(paths, "validation", channels["validation"]).frame
+        if set(validation.columns) != set(train.columns):
+            raise UserError(
+                f"channel 'validation' has other columns than channel 'train': extra "
+                f"{sorted(set(validation.columns) - set(train.columns))}, missing "
+                f"{sorted(set(train.columns) - set(validation.columns))}; use the training header."
+            )
+    tables = [t for t in (train, validation) if t is not None]
+    as_integers = integer_labels(t[LABEL_COLUMN] for t in tables)
+    for table in tables:
+        table[LABEL_COLUMN] = label_values(table[LABEL_COLUMN], as_integers)
+    if validation is not None:
+        if validation[LABEL_COLUMN].isna().all():
+            raise UserError("channel 'validation' has no row with a 'label' value; the validation report needs "
+                            "labelled rows (or leave the channel out).")
+        unseen = unseen_labels(train[LABEL_COLUMN].dropna(), validation[LABEL_COLUMN])
+        if unseen:
+            raise UserError(f"channel 'validation' has label value(s) {unseen[:10]} that channel 'train' never has; "
+                            "the model can only predict classes it was trained on: drop those rows or add "
+                            "training rows of these classes.")
+    return train, validation

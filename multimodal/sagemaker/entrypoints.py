@@ -3,6 +3,7 @@ for CloudWatch, the one top-level handler of a training job (failure file, exit 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -55,9 +56,23 @@ def train_main() -> int:
             logger.error("%s", details)
         discard_incomplete_model(paths)
         write_failure(paths, error, details)
-        if isinstance(error, TrainingStopped):
-            return 143
-        return 2 if isinstance(error, UserError) else 1
+        code = 143 if isinstance(error, TrainingStopped) else 2 if isinstance(error, UserError) else 1
+        _exit_if_work_lingers(code)
+        return code
+
+
+def _exit_if_work_lingers(code: int) -> None:
+    """Exit at once when threads still run abandoned work (a distributed job's own unit when another host
+    failed): the interpreter's shutdown under a thread inside torch can crash, and the exit code must be ours."""
+    import threading
+
+    if any(t is not threading.main_thread() and t.is_alive() and t.name.startswith("units-")
+           for t in threading.enumerate()):
+        logger.info("train: exiting with code %d while abandoned work still runs in this process", code)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def serve_main() -> int:

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from multimodal.classifier import hyperparameters as hp
-from multimodal.sagemaker.channels import channels_on_disk, read_channel, validate_input_data_config
+from multimodal.sagemaker.channels import channels_on_disk, is_sharded, read_channels, validate_input_data_config
 from multimodal.classifier.budget import TimeBudget
 from multimodal.errors import PlatformError, UserError
 from multimodal.classifier.metrics import metric_lines
 from multimodal.classifier.model_config import FILE_NAME as MODEL_CONFIG_FILE
+from multimodal.sagemaker.hosts import JobHosts
 from multimodal.sagemaker.paths import SageMakerPaths
-from multimodal.classifier.schema import LABEL_COLUMN, infer_schema
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +48,6 @@ def read_hyperparameters(paths: SageMakerPaths) -> dict:
         raise UserError("hyperparameters.json must hold a JSON object of name: value.")
     own = {k: v for k, v in raw.items() if not k.startswith(RESERVED_PREFIXES)}
     return hp.validate(own)
-
-
-def is_leader(paths: SageMakerPaths) -> bool:
-    """True on the first host of ``resourceconfig.json`` (or when it is absent): that host trains."""
-    config = read_json(paths.resource_config_file, {}) or {}
-    hosts = sorted(config.get("hosts") or [])
-    current = config.get("current_host")
-    if len(hosts) > 1 and current != hosts[0]:
-        logger.info("host %s is not the first of %s: distributed training is not supported yet, this host "
-                    "exits and %s trains", current, hosts, hosts[0])
-        return False
-    return True
 
 
 def clear_directory(directory: Path) -> None:
@@ -110,44 +98,6 @@ def write_confusion_matrix(path: Path, codes: np.ndarray, proba: np.ndarray, cla
     plt.close(figure)
 
 
-def host_count(paths: SageMakerPaths) -> int:
-    """How many instances the job runs on (``resourceconfig.json``; 1 when absent)."""
-    config = read_json(paths.resource_config_file, {}) or {}
-    return max(1, len(config.get("hosts") or []))
-
-
-def read_channels(paths: SageMakerPaths, channels: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The training and validation tables, checked against each other before any fit: the same columns, the
-    labels typed by one rule over both channels, no validation class that training lacks."""
-    from multimodal.classifier.labels import integer_labels, label_values, unseen_labels
-
-    train = read_channel(paths, "train", channels["train"]).frame
-    infer_schema(train.columns, source="channel 'train'", warn=False)   # fail fast; fit() warns once
-    validation = None
-    if "validation" in channels:
-        validation = read_channel(paths, "validation", channels["validation"]).frame
-        if set(validation.columns) != set(train.columns):
-            raise UserError(
-                f"channel 'validation' has other columns than channel 'train': extra "
-                f"{sorted(set(validation.columns) - set(train.columns))}, missing "
-                f"{sorted(set(train.columns) - set(validation.columns))}; use the training header."
-            )
-    tables = [t for t in (train, validation) if t is not None]
-    as_integers = integer_labels(t[LABEL_COLUMN] for t in tables)
-    for table in tables:
-        table[LABEL_COLUMN] = label_values(table[LABEL_COLUMN], as_integers)
-    if validation is not None:
-        if validation[LABEL_COLUMN].isna().all():
-            raise UserError("channel 'validation' has no row with a 'label' value; the validation report needs "
-                            "labelled rows (or leave the channel out).")
-        unseen = unseen_labels(train[LABEL_COLUMN].dropna(), validation[LABEL_COLUMN])
-        if unseen:
-            raise UserError(f"channel 'validation' has label value(s) {unseen[:10]} that channel 'train' never has; "
-                            "the model can only predict classes it was trained on: drop those rows or add "
-                            "training rows of these classes.")
-    return train, validation
-
-
 def run_training(paths: SageMakerPaths) -> None:
     """Run one training job against the /opt/ml layout of ``paths``.
 
@@ -163,20 +113,55 @@ def run_training(paths: SageMakerPaths) -> None:
     if config is None:
         config = channels_on_disk(paths)
         logger.info("no inputdataconfig.json: using the channel directories present (%s)", sorted(config))
-    channels = validate_input_data_config(config, hosts=host_count(paths))
-    if not is_leader(paths):
+    hosts = JobHosts.read(paths)
+    channels = validate_input_data_config(config, hosts=hosts.count)
+    if not hosts.is_leader:
+        from multimodal.sagemaker.distributed.worker import run_worker
+
+        logger.info("host %s of %s: the leader %s trains; this host works for it", hosts.current, list(hosts.hosts),
+                    hosts.leader)
+        run_worker(hosts)
         return
     logger.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
     budget = TimeBudget(hp.time_budget_seconds(params), started)
+    executor = None
+    if hosts.count > 1:
+        from multimodal.sagemaker.distributed.cluster import ClusterExecutor, join_seconds
+
+        executor = ClusterExecutor.start(hosts, channels, join_seconds(budget.seconds))
+    outcome = "failed: the leader stopped"
+    try:
+        _train_and_save(paths, params, channels, budget, executor)
+        outcome = "done"
+    except BaseException as error:
+        outcome = f"failed: {type(error).__name__}: {error}"[:1000]
+        raise
+    finally:
+        if executor is not None:
+            executor.finish(outcome)
+    logger.info("training job done in %.1f s (budget %.0f s): model in %s, reports in %s", time.monotonic() - started,
+                budget.seconds, paths.model_dir, paths.output_data_dir)
+
+
+def _train_and_save(paths: SageMakerPaths, params: dict, channels: dict, budget: TimeBudget, executor) -> None:
+    """Read the channels, fit (at the executor's places), save the model, write the reports, clear the
+    checkpoints."""
+    from multimodal.classifier.estimator import MultimodalClassifier
+    from multimodal.sagemaker import environment
+
     checkpoints = checkpoint_dir(paths)
-    train, validation = read_channels(paths, channels)
+    gather = executor.gather_training_shards if executor is not None and is_sharded(channels["train"]) else None
+    train, validation = read_channels(paths, channels, gather)
 
     # The table is handed over (no reference kept here), so fit can free the base64 images once embedded.
     tables = {"train": train}
     del train
     model = MultimodalClassifier(**params, image_weights=environment.image_weights(),
                                  image_precision=environment.image_precision())
-    model.fit(tables.pop("train"), time_budget=budget, checkpoint_dir=checkpoints)
+    model.fit(tables.pop("train"), time_budget=budget, checkpoint_dir=checkpoints, executor=executor)
+    if executor is not None:
+        executor.check_hosts()   # a host lost between units fails the job: no model then
+        model.training_summary_["distributed"] = executor.describe()
 
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     clear_directory(paths.model_dir)
@@ -191,8 +176,6 @@ def run_training(paths: SageMakerPaths) -> None:
         # deletes in S3 what is deleted here).
         clear_directory(checkpoints)
         logger.info("checkpoints: cleared %s (the model is saved)", checkpoints)
-    logger.info("training job done in %.1f s (budget %.0f s): model in %s, reports in %s", time.monotonic() - started,
-                budget.seconds, paths.model_dir, paths.output_data_dir)
 
 
 def checkpoint_dir(paths: SageMakerPaths) -> Path | None:

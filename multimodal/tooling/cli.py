@@ -66,7 +66,8 @@ def _local_train(args: argparse.Namespace) -> int:
 
     result = run_local_training(Path(args.output), Path(args.train), Path(args.validation) if args.validation else None,
                                 _name_values(args.hp), image=args.image,
-                                checkpoints=Path(args.checkpoint_dir) if args.checkpoint_dir else None)
+                                checkpoints=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
+                                hosts=args.hosts, shard_train=args.shard_train)
     _print_training(result)
     return 0 if result.status == "Completed" else 1
 
@@ -122,6 +123,13 @@ def _local_transform(args: argparse.Namespace) -> int:
     return 0 if not result.failures else 1
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more; got {text}")
+    return value
+
+
 def _name_values(pairs: list[str]) -> dict[str, str]:
     values = {}
     for pair in pairs:
@@ -171,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     local_train.add_argument("--checkpoint-dir", help="a directory standing for CheckpointConfig.S3Uri (managed spot "
                                                       "training): copied into /opt/ml/checkpoints before the job and "
                                                       "synced back after it; a rerun resumes from it")
+    local_train.add_argument("--hosts", type=_positive_int, default=1,
+                             help="instances (default 1); above 1, each host runs `train` in a network namespace of "
+                                  "its own on its share of the cores (needs root): a distributed job on Ray")
+    local_train.add_argument("--shard-train", action="store_true",
+                             help="with --hosts: channel 'train' ShardedByS3Key, its files dealt to the hosts "
+                                  "(default: FullyReplicated, every host has every file)")
     local_train.set_defaults(handler=_local_train)
 
     for name in ("local-transform", "transform"):

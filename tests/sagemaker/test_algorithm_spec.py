@@ -15,6 +15,7 @@ def test_request_is_valid_for_botocores_create_algorithm_shape_including_strict_
     assert [c["Name"] for c in training["TrainingChannels"]] == ["train", "validation"]
     assert {"File", "Pipe", "FastFile"} == set(training["TrainingChannels"][0]["SupportedInputModes"])
     assert "text/csv" in request["InferenceSpecification"]["SupportedContentTypes"]
+    assert training["SupportsDistributedTraining"] is True, "multi-instance jobs train on every host (Ray)"
 
 
 def test_an_invalid_name_is_refused(capsys, tmp_path):

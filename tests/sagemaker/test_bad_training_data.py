@@ -163,14 +163,17 @@ def test_a_validation_class_training_never_saw_fails_at_the_start(tmp_path, trai
     assert "fit:" not in result.stdout, "refused before any fit"
 
 
-def test_sharded_channels_on_several_hosts_fail_on_every_host(tmp_path):
+def test_a_sharded_validation_channel_on_several_hosts_fails_on_every_host(tmp_path):
+    """Channel 'train' may be sharded (the leader gathers it); the validation report is the leader's alone, so
+    a sharded validation channel would report on part of it."""
     frame = _tabular(20)
     for host in ("algo-1", "algo-2"):
         root = _two_channels(tmp_path / host, _csv(frame), _csv(frame), hosts=(host, "algo-1", "algo-2"))
         config = root / "input" / "config" / "inputdataconfig.json"
-        config.write_text(json.dumps({"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}}))
-        (root / "input" / "data" / "validation" / "validation.csv").unlink()
-        (root / "input" / "data" / "validation").rmdir()
+        config.write_text(json.dumps({"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"},
+                                      "validation": {"TrainingInputMode": "File",
+                                                     "S3DistributionType": "ShardedByS3Key"}}))
         result = run_train(root, timeout=300)
         assert result.returncode == 2
-        assert "ShardedByS3Key on 3 instances" in (root / "output" / "failure").read_text()
+        assert "channel 'validation': S3DataDistributionType ShardedByS3Key on 3 instances" in \
+            (root / "output" / "failure").read_text()

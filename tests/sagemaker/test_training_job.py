@@ -82,14 +82,21 @@ def test_pipe_mode_streams_the_csv_and_reports_the_fusion_hold_out(tmp_path):
     assert (root / "model" / "model_config.json").is_file()
 
 
-def test_a_host_that_is_not_first_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("hosts, words", [
+    (["localhost", "algo-1"], "host name 'algo-1' did not resolve within 3 s"),
+    (["127.0.0.1", "localhost"], "the leader 127.0.0.1 (127.0.0.1) did not accept connections on port 6379 within 3 s"),
+])
+def test_a_host_whose_leader_never_appears_fails_naming_it(tmp_path, monkeypatch, hosts, words):
+    """A host other than the first works for the first (the leader); when the leader cannot be reached in
+    $MULTIMODAL_HOST_WAIT_SECONDS the host fails with the reason, and writes no model."""
+    monkeypatch.setenv("MULTIMODAL_HOST_WAIT_SECONDS", "3")
     root = make_tree(tmp_path, {"train": [make_frame(10)]})
     (root / "input" / "config" / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-2", "hosts": ["algo-2", "algo-1"]}))
-    result = run_train(root)
-    assert result.returncode == 0
-    assert "not the first" in result.stdout
-    assert not any((root / "model").iterdir()) and not (root / "output" / "failure").exists()
+        {"current_host": "localhost", "hosts": hosts}))
+    result = run_train(root, timeout=120)
+    assert result.returncode != 0
+    assert headline(root).startswith("PlatformError: ") and words in headline(root), headline(root)
+    assert not any((root / "model").iterdir())
 
 
 def _empty_channel(root):
