@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="host counts (default: 1 2, and 3 when this machine has 3 cores)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--minutes", type=float, default=60.0,
-                        help="n_mins of every job (default 60: large enough that no fit is budget-bound)")
+                        help="every job's budget in minutes (default 60: large enough that no fit is budget-bound)")
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                         help="another hyperparameter (default: every other at its default)")
     parser.add_argument("--allow-shared-cores", action="store_true",
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{max(counts)} hosts need {max(counts)} cores, one each; this machine has {len(cores)}: "
               f"running {[n for n in counts if n <= len(cores)]} (--allow-shared-cores runs the rest anyway)")
         counts = [n for n in counts if n <= len(cores)]
-    hyperparameters = {"n_mins": str(args.minutes), **dict(pair.split("=", 1) for pair in args.hp)}
+    hours, minutes = divmod(args.minutes, 60)   # n_mins takes 0-59
+    hyperparameters = {"n_hours": str(int(hours)), "n_mins": str(minutes), **dict(pair.split("=", 1) for pair in args.hp)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.data:

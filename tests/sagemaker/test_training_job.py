@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -80,6 +81,17 @@ def test_pipe_mode_streams_the_csv_and_reports_the_fusion_hold_out(tmp_path):
     assert metrics["validation"]["source"].startswith("fusion network hold-out")
     assert (root / "output" / "data" / "confusion_matrix.png").is_file()
     assert (root / "model" / "model_config.json").is_file()
+
+
+def test_a_one_host_job_never_imports_ray(tmp_path):
+    """Ray is for jobs on several instances: one host trains as before, without it (AutoGluon's defaults change
+    when Ray is imported)."""
+    root = make_tree(tmp_path, {"train": [make_frame(40).drop(columns=["photo_image"])]}, FAST_HP)
+    script = ("import sys; from multimodal.sagemaker.entrypoints import train_main; code = train_main(); "
+              "print('RAY IMPORTED' if 'ray' in sys.modules else 'no ray'); sys.exit(code)")
+    result = run_train(root, command=[sys.executable, "-c", script])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "no ray" in result.stdout and (root / "model" / "model_config.json").is_file()
 
 
 @pytest.mark.parametrize("hosts, words", [
