@@ -18,6 +18,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 LOCAL = "local"
+_THREAD_PREFIX = "units-"
 
 
 @dataclass
@@ -121,7 +122,7 @@ def run_units(executor, units: Sequence[tuple[str, Any]], run: Callable[[str, An
             finished.put(position)
 
     for place in places:
-        threading.Thread(target=serve, args=(place,), name=f"units-{place}", daemon=True).start()
+        threading.Thread(target=serve, args=(place,), name=f"{_THREAD_PREFIX}{place}", daemon=True).start()
     done = 0
     while done < len(units):
         try:
@@ -132,6 +133,11 @@ def run_units(executor, units: Sequence[tuple[str, Any]], run: Callable[[str, An
             raise progress.error
         done += 1
     return [progress.results[i] for i in range(len(units))]
+
+
+def abandoned_units_running() -> bool:
+    """True while a thread of ``run_units`` still runs a unit after the call ended on an error (abandoned)."""
+    return any(t.is_alive() and t.name.startswith(_THREAD_PREFIX) for t in threading.enumerate())
 
 
 def _timed(executor, name: str, place: str, call: Callable[[], Any]):

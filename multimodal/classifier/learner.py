@@ -125,11 +125,10 @@ class FusionLearner:
                 continue
             fitted.append(member)
             train_probas.append(proba)
-        if len(executor.places) > 1:
-            timings["places"] = executor.summary()
+        if len(executor.places) > 1:   # recorded by the executor's owner (model_config: training.distributed)
             logger.info("work per place (embedding chunks and member fits): %s", ", ".join(
                 f"{place} {entry['units']} units in {entry['seconds']:.1f} s"
-                for place, entry in timings["places"].items()))
+                for place, entry in executor.summary().items()))
         if not fitted:
             raise UserError("no member could be trained: " + "; ".join(skipped) + ". Check the columns named "
                             "(multimodal validate reports constant and empty columns) or raise the time budget.")

@@ -64,10 +64,9 @@ def train_main() -> int:
 def _exit_if_work_lingers(code: int) -> None:
     """Exit at once when threads still run abandoned work (a distributed job's own unit when another host
     failed): the interpreter's shutdown under a thread inside torch can crash, and the exit code must be ours."""
-    import threading
+    from multimodal.classifier.executors import abandoned_units_running
 
-    if any(t is not threading.main_thread() and t.is_alive() and t.name.startswith("units-")
-           for t in threading.enumerate()):
+    if abandoned_units_running():
         logger.info("train: exiting with code %d while abandoned work still runs in this process", code)
         logging.shutdown()
         sys.stdout.flush()
