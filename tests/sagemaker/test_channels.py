@@ -66,7 +66,8 @@ def test_pipe_errors_name_the_line_of_the_stream(tmp_path):
     ({"train": {"TrainingInputMode": "Pipe", "RecordWrapperType": "RecordIO"}}, "RecordWrapperType 'RecordIO'"),
     ({"train": {"TrainingInputMode": "Pipe", "S3DataType": "AugmentedManifestFile"}}, "AugmentedManifestFile"),
     ({"train": {"TrainingInputMode": "Pipe", "AttributeNames": ["source-ref"]}}, "AugmentedManifestFile"),
-    ({"train": {"S3DistributionType": "ShardedByS3Key"}}, "ShardedByS3Key on 2 instances"),
+    ({"train": {}, "validation": {"S3DistributionType": "ShardedByS3Key"}},
+     "channel 'validation': S3DataDistributionType ShardedByS3Key on 2 instances"),
 ])
 def test_input_data_config_is_checked(config, words):
     with pytest.raises(UserError) as error:
@@ -79,8 +80,7 @@ def test_valid_config_passes_and_missing_directory_fails(tmp_path):
     assert validate_input_data_config(both) == both
     sharded = {"train": {"S3DataDistributionType": "ShardedByS3Key"}}
     assert validate_input_data_config(sharded, hosts=1) == sharded, "one host reads every shard"
-    with pytest.raises(UserError, match="ShardedByS3Key on 2 instances"):
-        validate_input_data_config(sharded, hosts=2)
+    assert validate_input_data_config(sharded, hosts=2) == sharded, "the leader gathers the shards of 'train'"
     with pytest.raises(UserError, match="directory .* does not exist"):
         read_channel(SageMakerPaths(tmp_path), "train", {"TrainingInputMode": "File"})
 
