@@ -98,15 +98,27 @@ def run_units(executor, units: Sequence[tuple[str, Any]], run: Callable[[str, An
     progress, lock, finished = _Progress(), threading.Lock(), queue.Queue()
     waiting = list(range(len(units)))
 
+    def take(place: str) -> int | None:
+        position = next((i for i in waiting if pins[i] in (None, place)), None)
+        if position is not None:
+            waiting.remove(position)
+        return position
+
+    # The first units are dealt before any thread starts, the other places first and this process last: the
+    # first units are the largest, and this process also runs the executor (and, in a distributed job, the
+    # Ray head), so it is the slowest place.
+    first = {place: take(place) for place in places[1:] + places[:1]}
+
     def serve(place: str) -> None:
+        position = first[place]
         while True:
             with lock:
                 if progress.error is not None:
                     return
-                position = next((i for i in waiting if pins[i] in (None, place)), None)
+                if position is None:
+                    position = take(place)
                 if position is None:
                     return
-                waiting.remove(position)
                 progress.started += 1
                 not_started = len(units) - progress.started + 1
             name, item = units[position]
@@ -120,6 +132,7 @@ def run_units(executor, units: Sequence[tuple[str, Any]], run: Callable[[str, An
             with lock:
                 progress.results[position] = result
             finished.put(position)
+            position = None
 
     for place in places:
         threading.Thread(target=serve, args=(place,), name=f"{_THREAD_PREFIX}{place}", daemon=True).start()

@@ -385,6 +385,12 @@ class ImageEmbedder:
                 self._profiled_sizes.add(len(batch))
             return self._model(tensor)[:rows].float().cpu().numpy()
 
+    def warm_up(self) -> None:
+        """Run the network once on a full batch and once on the black square, so that the first batch that
+        counts pays none of the set-up (on a CPU, the traced network's profiling runs for those sizes)."""
+        self._forward(np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8))
+        _ = self.blank_embedding
+
     @property
     def blank_embedding(self) -> np.ndarray:
         """The embedding of the black square, computed on first use."""

@@ -128,7 +128,9 @@ def run_training(paths: SageMakerPaths) -> None:
     if hosts.count > 1:
         from multimodal.sagemaker.distributed.cluster import ClusterExecutor, join_seconds
 
-        executor = ClusterExecutor.start(hosts, channels, join_seconds(budget.seconds))
+        embedding = {"weights": environment.image_weights(), "precision": environment.image_precision(),
+                     "batch_size": params["image_batch_size"]}
+        executor = ClusterExecutor.start(hosts, channels, join_seconds(budget.seconds), embedding)
     outcome = "failed: the leader stopped"
     try:
         _train_and_save(paths, params, channels, budget, executor)

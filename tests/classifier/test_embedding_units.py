@@ -74,6 +74,7 @@ def test_without_a_store_the_column_is_embedded_as_before(embedder, cells, tmp_p
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_refit_with_images_resumes_the_embeddings_and_the_members_and_predicts_the_same(train_frame, test_frame,
                                                                                          tmp_path, caplog):
     from conftest import FAST

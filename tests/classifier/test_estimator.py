@@ -229,6 +229,7 @@ def test_bad_hyperparameter_fails_before_any_work():
         MultimodalClassifier(stacking="sideways").fit(make_frame(10))
 
 
+@pytest.mark.slow
 def test_fit_lets_go_of_a_handed_over_table_before_autogluon_trains(monkeypatch):
     """The base64 images of the training table are freed once embedded, not held through the AutoGluon fits
     (the training job hands its table over this way)."""

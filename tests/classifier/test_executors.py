@@ -66,6 +66,18 @@ def test_unpinned_units_spread_over_the_places():
     assert executor.summary()["a"]["units"] + executor.summary()["b"]["units"] == 6
 
 
+@settings(max_examples=30, deadline=None)
+@given(places=st.integers(2, 4), units=st.integers(2, 8))
+def test_the_first_units_go_to_the_other_places_and_this_process_takes_the_last_of_them(places, units):
+    # The first units are the largest (image members first); this process also drives the job (and runs the
+    # Ray head), so it starts the last of the first round, whatever the threads' timing.
+    names = [f"host-{i}" for i in range(places)]
+    watch = _Watch()
+    run_units(_executor(names), [(f"unit {i}", (i, 0.01)) for i in range(units)], watch.run)
+    expected = (names[1:] + names[:1])[:units]
+    assert [watch.ran[i] for i in range(min(units, places))] == expected
+
+
 def test_the_first_error_is_raised_and_no_unit_starts_after_it():
     started = []
 

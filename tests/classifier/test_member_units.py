@@ -96,6 +96,7 @@ def test_a_resumed_member_charges_its_cost_to_the_budget(first_fit, tabular_fram
         "the deadline moved earlier by what the reused units cost"
 
 
+@pytest.mark.slow
 def test_a_corrupt_unit_is_fitted_again_and_the_others_reused(tabular_frames, tmp_path, caplog):
     train, _ = tabular_frames
     MultimodalClassifier(**SETTINGS).fit(train, checkpoint_dir=tmp_path)

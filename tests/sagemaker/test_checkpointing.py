@@ -134,6 +134,7 @@ SMALL_CHUNKS = [sys.executable, "-c", "import sys; import multimodal.classifier.
                 "sys.exit(train_main())"]
 
 
+@pytest.mark.slow
 def test_a_job_stopped_while_it_embeds_an_image_column_resumes_mid_column(tmp_path):
     train, test = make_frame(72, seed=3), make_frame(20, seed=4).drop(columns="label")
     checkpoints = tmp_path / "s3-checkpoints"

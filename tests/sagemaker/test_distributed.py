@@ -147,6 +147,7 @@ def test_a_host_stopped_mid_job_stops_every_host_within_a_minute(tmp_path, stopp
     assert not (leader / "model" / "model_config.json").exists()
 
 
+@pytest.mark.slow
 def test_an_error_inside_a_task_fails_the_job_with_its_own_class_and_message(tmp_path):
     """The worker's copy of the channel is not the leader's: the embedding task fails on the worker, the
     leader fails with that PlatformError and its message, and the worker exits non-zero."""
@@ -191,6 +192,7 @@ def test_a_host_that_joins_too_late_is_left_out_with_a_warning_and_still_told_th
     assert "reports the job done" in _log(trees[1])
 
 
+@pytest.mark.slow
 def test_local_train_with_a_sharded_channel_on_two_hosts_predicts_what_a_one_host_job_predicts(
         tmp_path, capsys, monkeypatch, one_host_model):
     """`multimodal local-train --hosts 2 --shard-train` with the rows in two files: each host gets one file

@@ -88,6 +88,7 @@ def test_local_train_lays_out_the_tree_and_packs_the_artifacts(tmp_path, capsys)
     assert "training job done" in (job / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_local_train_with_a_checkpoint_dir_checkpoints_each_member_and_syncs_back(tmp_path, capsys):
     make_frame(45).drop(columns=["photo_image"]).to_csv(tmp_path / "train.csv", index=False)
     checkpoints = tmp_path / "s3"
@@ -136,6 +137,7 @@ def test_a_failing_local_training_job_reports_its_failure_reason_and_packs_no_mo
     assert not (tmp_path / "job" / "model.tar.gz").exists()
 
 
+@pytest.mark.slow
 def test_local_validate_algorithm_trains_then_transforms(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MULTIMODAL_IMAGE_WEIGHTS", "random")   # the training job and serve inherit it
     make_frame(45).to_csv(tmp_path / "train.csv", index=False)

@@ -45,6 +45,21 @@ class HostAgent:
         return {"host": self.host, "hostname": socket.gethostname(), "pid": os.getpid(), "cpus": host_cpus()}
 
     # -- embedding --------------------------------------------------------------------------------
+    def prepare_embedding(self, weights: str | None, precision: str | None, batch_size: int) -> dict:
+        """Get ready to embed while the leader reads its data: read this host's image cells (its copy of the
+        channel; with a sharded channel, the shard it sent) and, when there are image columns, build the
+        embedder the leader's chunks will ask for (``weights`` and ``precision`` settings as the job's
+        environment gives them) and run it once. Returns what it did, for the leader's log."""
+        from multimodal.classifier.images import ImageEmbedder, resolve_weights_setting
+
+        started = time.monotonic()
+        if not self._image_cells():
+            return {"host": self.host, "embedder": None, "seconds": round(time.monotonic() - started, 1)}
+        embedder = ImageEmbedder(resolve_weights_setting(weights), batch_size=batch_size, precision=precision)
+        embedder.warm_up()
+        self._embedders[(embedder.weights, embedder.precision, embedder.batch_size)] = embedder
+        return {"host": self.host, "embedder": embedder.describe(), "seconds": round(time.monotonic() - started, 1)}
+
     def embed_chunk(self, column: str, start: int, rows: int, digest: str, weights: str, sha256: str,
                     precision: str, batch_size: int, sharded: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
         """Embeddings, missing flags and undecodable count of rows ``start`` to ``start + rows`` of ``column``

@@ -14,6 +14,7 @@ from pathlib import Path
 from multimodal.classifier.executors import LocalExecutor
 from multimodal.errors import MultimodalError, PlatformError, UserError
 from multimodal.sagemaker import environment
+from multimodal.sagemaker.channels import is_sharded
 from multimodal.sagemaker.distributed.ray_node import HEAD_PORT, HOST_RESOURCE_PREFIX, RayNode, host_resource
 from multimodal.sagemaker.hosts import JobHosts
 
@@ -32,7 +33,7 @@ class ClusterExecutor(LocalExecutor):
     """Units of work on every host that joined: ``places`` are host names, the leader first."""
 
     def __init__(self, hosts: JobHosts, node: RayNode, agents: dict[str, object],
-                 messengers: dict[str, object] | None = None):
+                 messengers: dict[str, object] | None = None, embedding: dict | None = None):
         super().__init__(hosts.leader)
         self.hosts = hosts
         self.node = node
@@ -41,12 +42,19 @@ class ClusterExecutor(LocalExecutor):
         self.places = [hosts.leader] + sorted(agents)
         # With a sharded training channel: host -> (start, stop), the rows of the gathered table it holds.
         self.shards: dict[str, tuple[int, int]] = {}
+        # The job's image settings (``prepare_embedding``'s arguments), and per host its answer, until its
+        # first chunk collects it.
+        self.embedding = embedding
+        self._preparing: dict[str, object] = {}
 
     # -- start ------------------------------------------------------------------------------------
     @classmethod
-    def start(cls, hosts: JobHosts, channels: dict, wait_seconds: float) -> "ClusterExecutor":
+    def start(cls, hosts: JobHosts, channels: dict, wait_seconds: float,
+              embedding: dict | None = None) -> "ClusterExecutor":
         """Start the head on this host (the leader), wait up to ``wait_seconds`` for the other hosts and place an
-        agent on each that joined; a host that did not join is left out with a warning."""
+        agent on each that joined; a host that did not join is left out with a warning. ``embedding`` (the
+        weights and precision settings and the batch size of the job's images): each agent gets its embedder
+        ready while the leader reads the data."""
         started = time.monotonic()
         address = hosts.own_address()
         node = RayNode.start(hosts.current, address, head=None)
@@ -68,7 +76,10 @@ class ClusterExecutor(LocalExecutor):
             raise
         logger.info("distributed: %d host(s) ready in %.1f s: %s", 1 + len(agents), time.monotonic() - started,
                     ", ".join([f"{hosts.leader} (leader)"] + [f"{h} ({d['cpus']} CPUs)" for h, d in described.items()]))
-        return cls(hosts, node, agents, messengers)
+        executor = cls(hosts, node, agents, messengers, embedding)
+        if not is_sharded(channels["train"]):
+            executor._prepare_embedding()   # with a sharded channel, once each host has read its shard
+        return executor
 
     # -- units of work ----------------------------------------------------------------------------
     def chunks(self, rows: int, default: int) -> list[tuple[int, int, str | None]]:
@@ -83,10 +94,20 @@ class ClusterExecutor(LocalExecutor):
         return [(start, min(stop, start + size), host) for host, (first, stop) in self.shards.items()
                 for start in range(first, stop, size)]
 
+    def _prepare_embedding(self) -> None:
+        """Ask every agent to get its embedder ready (``HostAgent.prepare_embedding``), without waiting."""
+        if self.embedding is not None:
+            self._preparing = {host: agent.prepare_embedding.remote(**self.embedding)
+                               for host, agent in self.agents.items()}
+
     def embed_chunk(self, place, embedder, column, start, cells, describe_row):
         if place == self.local_place:
             return embedder.embed(cells, column, describe_row)
         from multimodal.classifier.embedding_units import cells_digest
+
+        if place in self._preparing:
+            ready = _get(self._preparing.pop(place), place, "got its image embedder ready", timeout=None)
+            logger.info("host %s: ready to embed in %.1f s (%s)", place, ready["seconds"], ready["embedder"])
 
         offset = self.shards[place][0] if self.shards else 0
         reference = self.agents[place].embed_chunk.remote(
@@ -110,6 +131,7 @@ class ClusterExecutor(LocalExecutor):
             logger.warning("distributed: channel 'train' is sharded by S3 key: the shards of host(s) %s, which did "
                            "not join, are left out of training", absent)
         references = {host: agent.shard.remote() for host, agent in self.agents.items()}
+        self._prepare_embedding()   # runs on each host after its shard is read
         shards = {self.local_place: None if own is None else drop_missing_labels(own, LABEL_COLUMN, allow_empty=True)}
         for host in sorted(references):
             shards[host] = _get(references[host], host, "read its shard of channel 'train'", timeout=None)

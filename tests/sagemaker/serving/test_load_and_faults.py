@@ -66,6 +66,7 @@ def run_load(saved_model_dir, test_frame, seconds: float) -> None:
     assert rss_end <= 1.10 * rss_after_warmup
 
 
+@pytest.mark.slow
 def test_load_four_clients_one_minute(saved_model_dir, test_frame):
     run_load(saved_model_dir, test_frame, min(LOAD_SECONDS, 60.0))
 
