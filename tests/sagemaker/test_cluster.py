@@ -62,3 +62,61 @@ def test_an_error_inside_a_task_comes_back_as_its_own_class_and_a_lost_host_is_n
     cluster.remove_node(worker)
     with pytest.raises(PlatformError, match=r"host algo-2 was lost while it fitted member 'text' \(\w+Error: "):
         _get(reference, "algo-2", "fitted member 'text'", timeout=90)
+
+
+def _sharded_agent(host: str, tmp_path, frame):
+    """A ``HostAgent`` on ``host`` whose /opt/ml tree holds ``frame`` as its shard of channel 'train' (no file
+    when ``frame`` is None)."""
+    from multimodal.sagemaker.distributed.agent import HostAgent
+    from sagemaker_tree import make_tree
+
+    root = make_tree(tmp_path / host, {"train": [] if frame is None else [frame]})
+    channels = {"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}}
+    options = {"resources": {host_resource(host): 0.5}, "num_cpus": 1, "max_restarts": 0,
+               "runtime_env": {"env_vars": {"SAGEMAKER_BASE_DIR": str(root), "MULTIMODAL_IMAGE_WEIGHTS": "random"}}}
+    return ray.remote(HostAgent).options(**options).remote(host, channels)
+
+
+def test_sharded_edge_cases_a_leader_without_a_file_and_a_shard_without_a_label(cluster, tmp_path, caplog):
+    """More instances than S3 objects leaves the leader without a file: every row and every embedding chunk is
+    the other host's, and the embeddings equal the images' own. A shard whose rows have no label takes no
+    chunk; no labelled row on any host is the user's error."""
+    import numpy as np
+
+    from multimodal.classifier.embedding_units import embed_resumable
+    from multimodal.classifier.images import ImageEmbedder
+    from synthetic import make_frame
+
+    cluster.add_node(num_cpus=1, resources={host_resource("algo-2"): 1})
+    cluster.wait_for_nodes()
+    hosts = JobHosts("algo-1", ("algo-1", "algo-2"))
+    shard = make_frame(40, seed=3)
+    shard.loc[[1, 7], "label"] = ""
+    executor = ClusterExecutor(hosts, node=None, agents={"algo-2": _sharded_agent("algo-2", tmp_path, shard)},
+                               embedding={"weights": "random", "precision": None, "batch_size": 8})
+    gathered = executor.gather_training_shards(None)
+    labelled = shard.drop(index=[1, 7]).reset_index(drop=True)
+    assert len(gathered) == 38 and executor.shards == {"algo-1": (0, 0), "algo-2": (0, 38)}
+    assert "host algo-1 has no file of the sharded channel 'train'" in caplog.text
+    assert all(not c or c.startswith("shard-image:") for c in gathered["photo_image"]), "images stay on algo-2"
+    assert {place for _, _, place in executor.chunks(38, 1024)} == {"algo-2"}
+    embedder = ImageEmbedder("random", batch_size=8)
+    cells = gathered["photo_image"].fillna("").astype(str).tolist()
+    values, missing, bad = embed_resumable(embedder, cells, "photo_image", None, None, None, executor)
+    own_values, own_missing, own_bad = embedder.embed(labelled["photo_image"].fillna("").astype(str).tolist())
+    np.testing.assert_allclose(values, own_values, atol=1e-5)
+    assert (missing == own_missing).all() and bad == own_bad
+    assert {r.place for r in executor.records} == {"algo-2"}
+
+    ray.kill(executor.agents["algo-2"])   # the host's CPU, for the next agent
+    unlabelled = shard.assign(label="")
+    executor = ClusterExecutor(hosts, node=None, agents={"algo-2": _sharded_agent("algo-2", tmp_path / "b", unlabelled)})
+    gathered = executor.gather_training_shards(labelled.iloc[:20])
+    assert len(gathered) == 20 and executor.shards == {"algo-1": (0, 20), "algo-2": (20, 20)}
+    assert "host algo-2's shard of channel 'train' has no row with a label" in caplog.text
+    assert {place for _, _, place in executor.chunks(20, 1024)} == {"algo-1"}
+
+    ray.kill(executor.agents["algo-2"])
+    executor = ClusterExecutor(hosts, node=None, agents={"algo-2": _sharded_agent("algo-2", tmp_path / "c", unlabelled)})
+    with pytest.raises(UserError, match="no training rows have a value in the 'label' column, on any host"):
+        executor.gather_training_shards(unlabelled.iloc[:5])

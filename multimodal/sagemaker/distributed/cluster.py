@@ -145,6 +145,9 @@ class ClusterExecutor(LocalExecutor):
                 logger.warning("distributed: host %s has no file of the sharded channel 'train' (more instances "
                                "than S3 objects); it takes no embedding chunk", host)
                 shard = pd.DataFrame(columns=columns)
+            elif shard.empty:
+                logger.warning("distributed: host %s's shard of channel 'train' has no row with a label; it takes "
+                               "no embedding chunk", host)
             if set(shard.columns) != set(columns):
                 raise UserError(
                     f"channel 'train' is sharded by S3 key, and host {host}'s files have other columns than host "
@@ -158,7 +161,7 @@ class ClusterExecutor(LocalExecutor):
         logger.info("distributed: gathered the sharded channel 'train' in %.1f s: %d rows (%s)",
                     time.monotonic() - started, rows,
                     ", ".join(f"{h} {b - a}" for h, (a, b) in self.shards.items()))
-        return pd.concat(tables, ignore_index=True)
+        return pd.concat([table for table in tables if len(table)], ignore_index=True)
 
     def fit_member(self, place, name, features, labels, n_classes, path, **options):
         from multimodal.classifier.tabular import MemberPredictor, fit_member
