@@ -1,10 +1,12 @@
 """The leader's view of its hosts on a real Ray cluster of several nodes on this machine
 (``ray.cluster_utils.Cluster``: one address, one file system, so only what needs no namespaces is tested
-here): a lost host named, an error inside a unit of work raised as the project's own class."""
+here): a lost host named, an error inside a unit of work raised as the project's own class, a sharded
+channel's edge cases, an agent's embedder made ready at placement."""
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -120,3 +122,36 @@ def test_sharded_edge_cases_a_leader_without_a_file_and_a_shard_without_a_label(
     executor = ClusterExecutor(hosts, node=None, agents={"algo-2": _sharded_agent("algo-2", tmp_path / "c", unlabelled)})
     with pytest.raises(UserError, match="no training rows have a value in the 'label' column, on any host"):
         executor.gather_training_shards(unlabelled.iloc[:5])
+
+
+def test_an_agent_gets_its_embedder_ready_at_placement_and_the_leaders_chunks_use_it(cluster, tmp_path):
+    """``prepare_embedding`` builds the embedder the leader's chunks ask for (no second one is built); with no
+    image column in its copy of the channel it builds none."""
+    from multimodal.classifier.images import ImageEmbedder
+    from multimodal.sagemaker.distributed.agent import HostAgent
+    from sagemaker_tree import make_tree
+    from synthetic import make_frame
+
+    cluster.add_node(num_cpus=1, resources={host_resource("algo-2"): 1})
+    cluster.wait_for_nodes()
+    frame = make_frame(12, seed=4)
+    channels = {"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}
+    for name, data in (("images", frame), ("tabular", frame.drop(columns=["photo_image"]))):
+        root = make_tree(tmp_path / name, {"train": [data]})
+        agent = ray.remote(HostAgent).options(
+            resources={host_resource("algo-2"): 0.5}, num_cpus=1, max_restarts=0,
+            runtime_env={"env_vars": {"SAGEMAKER_BASE_DIR": str(root)}}).remote("algo-2", channels)
+        executor = ClusterExecutor(JobHosts("algo-1", ("algo-1", "algo-2")), node=None, agents={"algo-2": agent},
+                                   embedding={"weights": "random", "precision": None, "batch_size": 4})
+        executor._prepare_embedding()
+        ready = _get(executor._preparing["algo-2"], "algo-2", "got ready")
+        if name == "tabular":
+            assert ready["embedder"] is None
+        else:
+            assert ready["embedder"].startswith("ResNet50 random")
+            embedder = ImageEmbedder("random", batch_size=4)
+            cells = frame["photo_image"].fillna("").astype(str).tolist()
+            values, _, _ = executor.embed_chunk("algo-2", embedder, "photo_image", 4, cells[4:10], None)
+            assert _get(agent.__ray_call__.remote(lambda self: len(self._embedders)), "algo-2", "counted") == 1
+            np.testing.assert_allclose(values, embedder.embed(cells[4:10])[0], atol=1e-5)
+        ray.kill(agent)

@@ -203,6 +203,12 @@ class ClusterExecutor(LocalExecutor):
         from multimodal.sagemaker.distributed.agent import write_outcome
 
         try:
+            for reference in self._preparing.values():   # hosts that got no chunk: their answer is not needed
+                try:
+                    ray.get(reference, timeout=0.1)
+                except Exception:  # noqa: BLE001 - an unused answer, an error in it included, changes nothing
+                    pass
+            self._preparing = {}
             references = {host: messenger.tell.remote(outcome) for host, messenger in self.messengers.items()}
             try:
                 late = [key.removeprefix(HOST_RESOURCE_PREFIX) for node in ray.nodes() if node.get("Alive")
