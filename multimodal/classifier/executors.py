@@ -77,8 +77,9 @@ class _Progress:
 
 def run_units(executor, units: Sequence[tuple[str, Any]], run: Callable[[str, Any, int], Any],
               pins: Sequence[str | None] | None = None) -> list:
-    """``run(place, item, not_started)`` for each ``(name, item)`` of ``units``, started in order, at most one
-    unit at a time on each of the executor's places; ``pins[i]``, when given and not None, is the only place
+    """``run(place, item, not_started)`` for each ``(name, item)`` of ``units``, taken in order, at most one
+    unit at a time on each of the executor's places (the first round dealt to the other places first and to
+    this process last); ``pins[i]``, when given and not None, is the only place
     unit ``i`` may run at. ``not_started`` counts the units not started yet, this one included (a member's
     share of the budget depends on it). Returns the results in ``units``' order. The first error is raised as
     soon as it happens (units still running elsewhere are abandoned). With one place this is a plain loop in
@@ -107,20 +108,26 @@ def run_units(executor, units: Sequence[tuple[str, Any]], run: Callable[[str, An
     # The first units are dealt before any thread starts, the other places first and this process last: the
     # first units are the largest, and this process also runs the executor (and, in a distributed job, the
     # Ray head), so it is the slowest place.
-    first = {place: take(place) for place in places[1:] + places[:1]}
+    first: dict[str, tuple[int, int] | None] = {}
+    for place in places[1:] + places[:1]:
+        position = take(place)
+        first[place] = None if position is None else (position, len(units) - progress.started)
+        progress.started += position is not None
 
     def serve(place: str) -> None:
-        position = first[place]
+        dealt = first[place]
         while True:
             with lock:
                 if progress.error is not None:
                     return
-                if position is None:
+                if dealt is not None:
+                    (position, not_started), dealt = dealt, None
+                else:
                     position = take(place)
-                if position is None:
-                    return
-                progress.started += 1
-                not_started = len(units) - progress.started + 1
+                    if position is None:
+                        return
+                    progress.started += 1
+                    not_started = len(units) - progress.started + 1
             name, item = units[position]
             try:
                 result = _timed(executor, name, place, lambda: run(place, item, not_started))
@@ -132,7 +139,6 @@ def run_units(executor, units: Sequence[tuple[str, Any]], run: Callable[[str, An
             with lock:
                 progress.results[position] = result
             finished.put(position)
-            position = None
 
     for place in places:
         threading.Thread(target=serve, args=(place,), name=f"{_THREAD_PREFIX}{place}", daemon=True).start()

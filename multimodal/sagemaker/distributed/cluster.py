@@ -71,14 +71,14 @@ class ClusterExecutor(LocalExecutor):
             described = {}
             for host, agent in agents.items():
                 described[host] = _get(agent.describe.remote(), host, "started its agent", timeout=120)
+            executor = cls(hosts, node, agents, messengers, embedding)
+            if not is_sharded(channels["train"]):
+                executor._prepare_embedding()   # with a sharded channel, once each host has read its shard
         except BaseException:
             node.stop()
             raise
         logger.info("distributed: %d host(s) ready in %.1f s: %s", 1 + len(agents), time.monotonic() - started,
                     ", ".join([f"{hosts.leader} (leader)"] + [f"{h} ({d['cpus']} CPUs)" for h, d in described.items()]))
-        executor = cls(hosts, node, agents, messengers, embedding)
-        if not is_sharded(channels["train"]):
-            executor._prepare_embedding()   # with a sharded channel, once each host has read its shard
         return executor
 
     # -- units of work ----------------------------------------------------------------------------
@@ -105,8 +105,9 @@ class ClusterExecutor(LocalExecutor):
             return embedder.embed(cells, column, describe_row)
         from multimodal.classifier.embedding_units import cells_digest
 
-        if place in self._preparing:
-            ready = _get(self._preparing.pop(place), place, "got its image embedder ready", timeout=None)
+        preparing = self._preparing.pop(place, None)
+        if preparing is not None:
+            ready = _get(preparing, place, "got its image embedder ready", timeout=None)
             logger.info("host %s: ready to embed in %.1f s (%s)", place, ready["seconds"], ready["embedder"])
 
         offset = self.shards[place][0] if self.shards else 0
@@ -203,12 +204,12 @@ class ClusterExecutor(LocalExecutor):
         from multimodal.sagemaker.distributed.agent import write_outcome
 
         try:
-            for reference in self._preparing.values():   # hosts that got no chunk: their answer is not needed
+            preparing, self._preparing = self._preparing, {}
+            for reference in preparing.values():   # hosts that got no chunk: their answer is not needed
                 try:
                     ray.get(reference, timeout=0.1)
                 except Exception:  # noqa: BLE001 - an unused answer, an error in it included, changes nothing
                     pass
-            self._preparing = {}
             references = {host: messenger.tell.remote(outcome) for host, messenger in self.messengers.items()}
             try:
                 late = [key.removeprefix(HOST_RESOURCE_PREFIX) for node in ray.nodes() if node.get("Alive")
