@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="another hyperparameter (default: every other at its default)")
     parser.add_argument("--allow-shared-cores", action="store_true",
                         help="run host counts above the core count (hosts then share cores: not a fair figure)")
+    parser.add_argument("--tag", default="", help="appended to the results file's name (<data>-<tag>.json)")
     args = parser.parse_args(argv)
     import torch  # noqa: F401 - before tensorflow
 
@@ -151,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                          ", ".join(f"{m} ({f['seconds']:.0f} of {f['share']:.0f} s, oof {f['oof_accuracy']})"
                                    for m, f in bound.items()) or "none"])
         record = {"data": name, "train_rows": len(train), "test_rows": len(test), "hyperparameters": hyperparameters,
-                  "cores": len(cores), "processor": _processor(), "rounds": args.rounds, "summary": summary}
-        (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1, default=float))
+                  "cores": len(cores), "hosts_share_cores": max(counts) > len(cores), "processor": _processor(),
+                  "rounds": args.rounds, "summary": summary}
+        (RESULTS / f"{name}{'-' + args.tag if args.tag else ''}.json").write_text(json.dumps(record, indent=1, default=float))
     common.print_table("Distributed training: one core per host (median wall time of the job)",
                        ["data", "hosts", "wall s", "speed-up", "embedding s", "members s",
                         "max |Δ proba| vs 1 host", "budget-bound members"], rows)
