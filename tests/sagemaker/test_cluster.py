@@ -66,17 +66,22 @@ def test_an_error_inside_a_task_comes_back_as_its_own_class_and_a_lost_host_is_n
         _get(reference, "algo-2", "fitted member 'text'", timeout=90)
 
 
-def _sharded_agent(host: str, tmp_path, frame):
-    """A ``HostAgent`` on ``host`` whose /opt/ml tree holds ``frame`` as its shard of channel 'train' (no file
-    when ``frame`` is None)."""
+def _agent(host: str, root, distribution: str = "ShardedByS3Key"):
+    """A ``HostAgent`` on ``host`` whose /opt/ml tree is ``root`` (its copy or shard of channel 'train')."""
     from multimodal.sagemaker.distributed.agent import HostAgent
-    from sagemaker_tree import make_tree
 
-    root = make_tree(tmp_path / host, {"train": [] if frame is None else [frame]})
-    channels = {"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}}
+    channels = {"train": {"TrainingInputMode": "File", "S3DistributionType": distribution}}
     options = {"resources": {host_resource(host): 0.5}, "num_cpus": 1, "max_restarts": 0,
                "runtime_env": {"env_vars": {"SAGEMAKER_BASE_DIR": str(root), "MULTIMODAL_IMAGE_WEIGHTS": "random"}}}
     return ray.remote(HostAgent).options(**options).remote(host, channels)
+
+
+def _sharded_agent(host: str, tmp_path, frame):
+    """A ``HostAgent`` on ``host`` whose /opt/ml tree holds ``frame`` as its shard of channel 'train' (no file
+    when ``frame`` is None)."""
+    from sagemaker_tree import make_tree
+
+    return _agent(host, make_tree(tmp_path / host, {"train": [] if frame is None else [frame]}))
 
 
 def test_sharded_edge_cases_a_leader_without_a_file_and_a_shard_without_a_label(cluster, tmp_path, caplog):
@@ -128,19 +133,15 @@ def test_an_agent_gets_its_embedder_ready_at_placement_and_the_leaders_chunks_us
     """``prepare_embedding`` builds the embedder the leader's chunks ask for (no second one is built); with no
     image column in its copy of the channel it builds none."""
     from multimodal.classifier.images import ImageEmbedder
-    from multimodal.sagemaker.distributed.agent import HostAgent
     from sagemaker_tree import make_tree
     from synthetic import make_frame
 
     cluster.add_node(num_cpus=1, resources={host_resource("algo-2"): 1})
     cluster.wait_for_nodes()
     frame = make_frame(12, seed=4)
-    channels = {"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}
     for name, data in (("images", frame), ("tabular", frame.drop(columns=["photo_image"]))):
         root = make_tree(tmp_path / name, {"train": [data]})
-        agent = ray.remote(HostAgent).options(
-            resources={host_resource("algo-2"): 0.5}, num_cpus=1, max_restarts=0,
-            runtime_env={"env_vars": {"SAGEMAKER_BASE_DIR": str(root)}}).remote("algo-2", channels)
+        agent = _agent("algo-2", root, "FullyReplicated")
         executor = ClusterExecutor(JobHosts("algo-1", ("algo-1", "algo-2")), node=None, agents={"algo-2": agent},
                                    embedding={"weights": "random", "precision": None, "batch_size": 4})
         executor._prepare_embedding()
