@@ -67,9 +67,11 @@ def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epo
                   time_limit: float | None = None):
     """Fit the fusion network with early stopping on a stratified validation split.
 
+    ``time_limit`` counts from the call (loading TensorFlow and building the network included).
     Returns ``(network, validation_rows)``: the fitted ``FusionNetwork`` and the rows held out for early
     stopping, for honest metrics.
     """
+    called = time.monotonic()
     keras = _keras()
     keras.utils.set_random_seed(seed)
     model = build_network(inputs.shape[1], n_classes, learning_rate)
@@ -82,7 +84,7 @@ def train_network(inputs: np.ndarray, labels: np.ndarray, n_classes: int, *, epo
                                                        restore_best_weights=True))
     callbacks.append(_Progress(keras, epochs))
     if time_limit is not None:
-        callbacks.append(_TimeLimit(keras, time_limit))
+        callbacks.append(_TimeLimit(keras, called + time_limit))
     started = time.monotonic()
     history = model.fit(inputs[train_rows], labels[train_rows], validation_data=validation, epochs=epochs,
                         batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
@@ -117,15 +119,13 @@ def _Progress(keras, epochs: int, every_seconds: float = 15.0):
     return Progress()
 
 
-def _TimeLimit(keras, seconds: float):
+def _TimeLimit(keras, deadline: float):
     class TimeLimit(keras.callbacks.Callback):
-        """Stops training when the job's time budget for the fusion network is spent."""
-
-        def on_train_begin(self, logs=None):
-            self.deadline = time.monotonic() + seconds
+        """Stops training at ``deadline`` (a ``time.monotonic()`` value), when the job's time budget for the
+        fusion network is spent."""
 
         def on_epoch_end(self, epoch, logs=None):
-            if time.monotonic() > self.deadline:
+            if time.monotonic() > deadline:
                 logger.warning("fusion network stopped after %d epochs: time budget spent", epoch + 1)
                 self.model.stop_training = True
 

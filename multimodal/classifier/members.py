@@ -83,8 +83,9 @@ class Member:
     def fit(self, features: pd.DataFrame, labels: np.ndarray, n_classes: int, directory: Path, *,
             budget: TimeBudget, members_left: int, options: FitOptions, fit_member=None) -> np.ndarray:
         """Fit the predictor on ``labels`` (class codes and the sentinel) in ``directory / path``, drawing its
-        share (``share``) from ``budget`` as if ``members_left`` members were still to fit one after the other;
-        return the training rows' probabilities (out of fold unless ``options.stacking`` says in-sample).
+        share (``share``) from ``budget`` as if ``members_left`` members were still to fit one after the other
+        (AutoGluon's time limit is the share less the overrun the budget expects, and what the fit took is
+        recorded there for the next members); return the training rows' probabilities (out of fold unless ``options.stacking`` says in-sample).
         ``fit_member``: what fits (default ``multimodal.classifier.tabular.fit_member``, in this process; an
         executor's place may fit elsewhere). Raises ``MemberNotTrained`` when the member cannot be trained."""
         if fit_member is None:
@@ -94,10 +95,13 @@ class Member:
         if self.share <= MIN_MEMBER_SECONDS:
             logger.warning("time budget nearly spent: giving member '%s' %.0f s; raise n_mins/n_hours for better "
                            "models", self.name, self.share)
+        limit = budget.fit_limit(self.share)   # AutoGluon's part of the share: the fit runs past its limit
+        started = time.monotonic()
         self.predictor, proba = fit_member(
             self.name, features, labels, n_classes, directory / self.path, quality=options.quality,
-            eval_metric=options.eval_metric, time_limit=self.share, stacking=options.stacking,
+            eval_metric=options.eval_metric, time_limit=limit, stacking=options.stacking,
             num_folds=options.num_folds, seed=options.seed)
+        budget.record_fit(limit, time.monotonic() - started)
         return proba
 
     @property
