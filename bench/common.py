@@ -34,8 +34,9 @@ def median_rates(candidates: dict[str, Callable[[], object]], items: int, repeat
     return {name: items / statistics.median(values) for name, values in seconds.items()}
 
 
-def photo_cells(count: int, seed: int = 0) -> list[str]:
-    """``count`` base64 JPEG cells cut from real photographs (scikit-learn's sample images), 320-640 px wide."""
+def photo_cells(count: int, seed: int = 0, scale: float = 1.0) -> list[str]:
+    """``count`` base64 JPEG cells cut from real photographs (scikit-learn's sample images), 320-640 px wide
+    (times ``scale``: larger files of the same photographs)."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_sample_images
@@ -52,6 +53,8 @@ def photo_cells(count: int, seed: int = 0) -> list[str]:
         crop = photo.crop((left, top, left + width, top + height))
         if random.random() < 0.5:
             crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        if scale != 1.0:
+            crop = crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.BICUBIC)
         buffer = io.BytesIO()
         crop.save(buffer, format="JPEG", quality=90)
         cells.append(base64.b64encode(buffer.getvalue()).decode())

@@ -1,11 +1,14 @@
 """Training memory: peak RSS of the real ``train`` entrypoint with 1k and 4k image rows.
 
-    .venv/bin/python bench/training_memory.py [--small 1000] [--large 4000]
+    .venv/bin/python bench/training_memory.py [--small 1000] [--large 4000] [--form paths] [--scale 2]
 
 Each run is a fresh ``train`` process on a SageMaker /opt/ml tree (one ``_image`` column of real-photo
 JPEGs, one ``_num`` column, three classes, quality toy). Prints each run's peak RSS, the CSV size, and
 the growth per extra image row beyond the CSV's own bytes (goal: at most about 20 KB).
 ``--image-components 0`` trains on all 2048 ResNet50 features (no projection) for comparison.
+``--form paths`` puts the photos in the channel as files named by path (the CSV holds only paths: the
+growth per row is then the images' features alone); ``--scale`` makes the same photos larger files, to show
+that with paths the peak does not grow with the size of the images.
 """
 from __future__ import annotations
 
@@ -22,8 +25,12 @@ import common
 TRAIN = str(common.ROOT / ".venv" / "bin" / "train")
 
 
-def write_tree(root: Path, rows: int, cells: list[str], image_components: int | None = None) -> int:
-    """An /opt/ml tree with ``rows`` image rows; returns the CSV's size in bytes."""
+def write_tree(root: Path, rows: int, cells: list[str], image_components: int | None = None,
+               form: str = "base64") -> int:
+    """An /opt/ml tree with ``rows`` image rows (``form`` paths: each photo a file beside the CSV, the cells its
+    path); returns the CSV's size in bytes."""
+    import base64
+
     import numpy as np
     import pandas as pd
 
@@ -45,6 +52,13 @@ def write_tree(root: Path, rows: int, cells: list[str], image_components: int | 
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     (config / "inputdataconfig.json").write_text(json.dumps({"train": {"ContentType": "text/csv",
                                                                        "TrainingInputMode": "File"}}))
+    if form == "paths":
+        (data / "photos").mkdir()
+        names = {}
+        for k, cell in enumerate(cells):
+            names[cell] = f"photos/{k:05d}.jpg"
+            (data / names[cell]).write_bytes(base64.b64decode(cell))
+        frame["photo_image"] = frame["photo_image"].map(names)
     frame.to_csv(data / "train.csv", index=False)
     return (data / "train.csv").stat().st_size
 
@@ -69,12 +83,17 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=4000)
     parser.add_argument("--image-components", type=int, default=None,
                         help="the image_components hyperparameter (default: the algorithm's default)")
+    parser.add_argument("--form", choices=["base64", "paths"], default="base64",
+                        help="images in the CSV as base64 (default) or as files beside it named by path")
+    parser.add_argument("--scale", type=float, default=1.0, help="photo side times this (larger files)")
     args = parser.parse_args()
-    cells = common.photo_cells(300)
+    cells = common.photo_cells(300, scale=args.scale)
+    print(f"{len(cells)} distinct photos, mean {sum(len(c) * 3 / 4 for c in cells) / len(cells) / 1024:.0f} KB "
+          f"each as a file; images given as {args.form}")
     results = []
     for rows in (args.small, args.large):
         with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
-            csv_bytes = write_tree(Path(scratch), rows, cells, args.image_components)
+            csv_bytes = write_tree(Path(scratch), rows, cells, args.image_components, args.form)
             rss_kb, seconds = peak_rss_kb(Path(scratch))
         results.append((rows, csv_bytes, rss_kb, seconds))
     common.print_table("Training peak RSS (fresh `train` process each)",

@@ -65,3 +65,24 @@ def csv_lines(frame: pd.DataFrame) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(frame.astype(object).where(frame.notna(), "").values.tolist())
     return buffer.getvalue()
+
+
+def with_image_files(frame: pd.DataFrame, directory, column: str = "photo_image", folder: str = "images",
+                     ) -> pd.DataFrame:
+    """``frame`` with each base64 cell of ``column`` written as a file under ``directory / folder`` and replaced by
+    its path relative to ``directory`` (the form a channel with image files holds); empty cells stay empty."""
+    from pathlib import Path
+
+    target = Path(directory) / folder
+    target.mkdir(parents=True, exist_ok=True)
+    frame = frame.copy()
+    paths = []
+    for i, cell in enumerate(frame[column].tolist()):
+        if not isinstance(cell, str) or not cell:
+            paths.append(cell)
+            continue
+        name = f"{folder}/{i:04d}.jpg"
+        (Path(directory) / name).write_bytes(base64.b64decode(cell))
+        paths.append(name)
+    frame[column] = paths
+    return frame

@@ -1,7 +1,8 @@
 """An image column's embeddings as checkpoint units, one per chunk of ``CHUNK_ROWS`` rows, so that a long
 embedding interrupted mid-column resumes at the chunk it was in.
 
-A chunk's fingerprint covers its cells (the base64 text), its position in the column, the ResNet50 weights
+A chunk's fingerprint covers its cells (the base64 text, or the path of an image file: a file replaced under
+the same path between two runs of one job is not seen), its position in the column, the ResNet50 weights
 (their SHA-256) and precision, this library's code and the dependencies' versions. A row's embedding does
 not depend on the batch or chunk it is computed in, so a resumed column equals one embedded in one go. A
 resumed chunk charges the seconds it took when it was computed to the time budget.
@@ -47,15 +48,15 @@ def cells_digest(cells: Sequence) -> str:
 
 def embed_resumable(embedder, cells: Sequence, column: str, describe_row: Callable[[int], str] | None,
                     store: UnitStore | None, budget: TimeBudget | None,
-                    executor=None) -> tuple[np.ndarray, np.ndarray, int]:
-    """``embedder.embed`` of the column's cells; with a ``store`` or an ``executor`` of several places, chunk by
+                    executor=None, folder=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """``embedder.embed`` of the column's cells (paths read in ``folder``, an ``image_files.ImageFolder``); with a ``store`` or an ``executor`` of several places, chunk by
     chunk: each chunk reused from the store when it is there for the same inputs, else computed at one of the
     executor's places (``multimodal.classifier.executors``) and written to the store."""
     from multimodal.classifier.executors import LocalExecutor, run_units
 
     executor = executor or LocalExecutor()
     if len(cells) == 0 or (store is None and len(executor.places) == 1):
-        return embedder.embed(cells, column, describe_row)
+        return embedder.embed(cells, column, describe_row, folder)
     chunks = executor.chunks(len(cells), CHUNK_ROWS)
     found, to_compute, pins = {}, [], []
     for index, (start, stop, place) in enumerate(chunks):
@@ -81,7 +82,7 @@ def embed_resumable(embedder, cells: Sequence, column: str, describe_row: Callab
             return describe_row(offset + row) if describe_row is not None else f"row {offset + row + 1}"
 
         started = time.monotonic()
-        values, absent, bad = executor.embed_chunk(place, embedder, column, start, chunk, describe)
+        values, absent, bad = executor.embed_chunk(place, embedder, column, start, chunk, describe, folder)
         cost = {"seconds": round(time.monotonic() - started, 3), "undecodable": int(bad)}
         if store is not None:
             def write(directory: Path) -> None:

@@ -182,7 +182,8 @@ class MultimodalClassifier:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, data: pd.DataFrame, time_budget: TimeBudget | None = None,
-            checkpoint_dir: str | Path | None = None, executor=None) -> "MultimodalClassifier":
+            checkpoint_dir: str | Path | None = None, executor=None,
+            image_folder: str | Path | None = None) -> "MultimodalClassifier":
         """Fit on a DataFrame with a ``label`` column, feature columns by suffix and an optional ``ID``.
 
         ``data`` is not modified; fit lets go of it once the images are embedded, so a caller that keeps
@@ -194,6 +195,8 @@ class MultimodalClassifier:
         charges their time to the budget.
         ``executor``: where the embedding chunks and the member fits run (``multimodal.classifier.executors``;
         default: in this process, one after the other).
+        ``image_folder``: the directory that image cells given as paths (``images/0001.jpg``; the rule is
+        ``multimodal.classifier.image_files``') are relative to; each file is read when its batch is embedded.
         A member that cannot be trained is skipped with a warning; only when none is left does fit fail.
         Returns ``self``.
         """
@@ -221,7 +224,8 @@ class MultimodalClassifier:
             logger.warning("%d class(es) with fewer than %d training rows: %s; AutoGluon may leave them out of the "
                            "members and their predictions will be unreliable: add rows of these classes",
                            len(rare), RARE_CLASS_ROWS, ", ".join(rare[:10]))
-        images = ImageSettings(self.image_weights, self.image_precision, self.image_batch_size)
+        images = ImageSettings(self.image_weights, self.image_precision, self.image_batch_size,
+                               _image_folder(image_folder))
         handed_over = [data]   # the learner takes the table out and lets go of it once the images are embedded
         del data
         store = None
@@ -251,22 +255,26 @@ class MultimodalClassifier:
         return self
 
     # -- prediction -------------------------------------------------------------------------------
-    def predict_proba(self, data: pd.DataFrame, require_data: bool = False) -> pd.DataFrame:
+    def predict_proba(self, data: pd.DataFrame, require_data: bool = False,
+                      image_folder: str | Path | None = None) -> pd.DataFrame:
         """Class probabilities: one column per original class, rows sum to 1, ``data``'s index.
 
         ``require_data``: raise ``RowsWithoutData`` instead of predicting rows whose every feature is missing
         (an image that cannot be decoded counts as missing), as the inference server does.
+        ``image_folder``: the directory image cells given as paths are relative to (as in ``fit``).
         """
         self._check_fitted("predict_proba")
         if not isinstance(data, pd.DataFrame):
             raise UserError(f"predict_proba() takes a pandas DataFrame; got {type(data).__name__}.")
-        proba = self.learner_.blend.predict_proba(self.learner_.fusion_inputs(data, require_data=require_data))
+        proba = self.learner_.blend.predict_proba(
+            self.learner_.fusion_inputs(data, require_data=require_data, image_folder=_image_folder(image_folder)))
         return pd.DataFrame(proba, index=data.index, columns=pd.Index(self.classes_))
 
-    def predict(self, data: pd.DataFrame) -> pd.Series:
-        """The most probable original label value for each row, with ``data``'s index."""
+    def predict(self, data: pd.DataFrame, image_folder: str | Path | None = None) -> pd.Series:
+        """The most probable original label value for each row, with ``data``'s index (``image_folder``: as in
+        ``predict_proba``)."""
         self._check_fitted("predict")
-        return self.predict_from_proba(self.predict_proba(data))
+        return self.predict_from_proba(self.predict_proba(data, image_folder=image_folder))
 
     def predict_from_proba(self, proba: pd.DataFrame | np.ndarray) -> pd.Series:
         """The original label value with the highest probability in each row (the one place this is decided)."""
@@ -274,11 +282,12 @@ class MultimodalClassifier:
         index = proba.index if isinstance(proba, pd.DataFrame) else None
         return self.label_map_.decode(np.argmax(np.asarray(proba), axis=1), index=index)
 
-    def fusion_inputs(self, data: pd.DataFrame, require_data: bool = False) -> np.ndarray:
+    def fusion_inputs(self, data: pd.DataFrame, require_data: bool = False,
+                      image_folder: str | Path | None = None) -> np.ndarray:
         """The members' probabilities side by side, as the fusion network and the blend take them
-        (``require_data``: see ``predict_proba``)."""
+        (``require_data``, ``image_folder``: see ``predict_proba``)."""
         self._check_fitted("fusion_inputs")
-        return self.learner_.fusion_inputs(data, require_data=require_data)
+        return self.learner_.fusion_inputs(data, require_data=require_data, image_folder=_image_folder(image_folder))
 
     def member_columns(self) -> list[tuple[str, slice]]:
         """Each member's name and its columns in ``fusion_inputs`` (classes 0..n-1 first, then the sentinel)."""
@@ -286,28 +295,30 @@ class MultimodalClassifier:
         return self.learner_.member_columns()
 
     # -- evaluation -------------------------------------------------------------------------------
-    def evaluate(self, data: pd.DataFrame) -> dict:
+    def evaluate(self, data: pd.DataFrame, image_folder: str | Path | None = None) -> dict:
         """Metrics of the blend and of each member on labelled ``data`` (accuracy, balanced accuracy, log
         loss, macro F1, ...), and each modality's permutation importance: ``{"blend", "members",
-        "modality_importance"}``."""
+        "modality_importance"}``. ``image_folder``: as in ``predict_proba``."""
         from multimodal.classifier import evaluation
 
         self._check_fitted("evaluate")
-        return evaluation.evaluate(self.learner_, data)[0]
+        return evaluation.evaluate(self.learner_, data, image_folder=_image_folder(image_folder))[0]
 
     def modality_importance(self, data: pd.DataFrame, repeats: int = 5, seed: int = 0,
-                            fusion_inputs: np.ndarray | None = None) -> dict[str, dict]:
+                            fusion_inputs: np.ndarray | None = None,
+                            image_folder: str | Path | None = None) -> dict[str, dict]:
         """Permutation importance of each modality for the final prediction on labelled ``data`` (see
         ``multimodal.classifier.importance``): {modality: {"log_loss_increase", "accuracy_drop", their "_std",
         "rows", "repeats"}}. ``fusion_inputs``: those of ``data``'s rows when already computed (saves
-        embedding the images again); ``data`` then must have no missing labels."""
+        embedding the images again); ``data`` then must have no missing labels. ``image_folder``: as in
+        ``predict_proba``."""
         from multimodal.classifier import evaluation
 
         self._check_fitted("modality_importance")
         labelled = drop_missing_labels(data, LABEL_COLUMN)
         codes = self.label_map_.encode(labelled[LABEL_COLUMN])
         if fusion_inputs is None:
-            fusion_inputs = self.learner_.fusion_inputs(labelled)
+            fusion_inputs = self.learner_.fusion_inputs(labelled, image_folder=_image_folder(image_folder))
         elif len(fusion_inputs) != len(labelled):
             raise ValueError(f"fusion_inputs has {len(fusion_inputs)} rows; the labelled data has {len(labelled)}.")
         return evaluation.importance_on(self.learner_, labelled, codes, fusion_inputs, repeats=repeats, seed=seed)
@@ -348,6 +359,15 @@ class MultimodalClassifier:
         model.training_summary_ = {k: v for k, v in config.training.items() if k != "report"}
         model.training_report_ = config.training.get("report", {})
         return model
+
+
+def _image_folder(value):
+    """An ``ImageFolder`` from a directory (``str`` or ``Path``; an ``ImageFolder`` as it is); None stays None."""
+    from multimodal.classifier.image_files import ImageFolder
+
+    if value is None or isinstance(value, ImageFolder):
+        return value
+    return ImageFolder(value)
 
 
 def describe_timings(timings: dict) -> str:

@@ -56,14 +56,15 @@ def holdout(learner: FusionLearner, record: FitRecord) -> tuple[np.ndarray, np.n
     return record.codes[rows], learner.blend.predict_proba(record.fusion_inputs[rows])
 
 
-def evaluate(learner: FusionLearner, data: pd.DataFrame, seed: int = 0,
-             rows_name: str = "labelled") -> tuple[dict, np.ndarray, np.ndarray]:
+def evaluate(learner: FusionLearner, data: pd.DataFrame, seed: int = 0, rows_name: str = "labelled",
+             image_folder=None) -> tuple[dict, np.ndarray, np.ndarray]:
     """The blend's and each member's metrics on labelled ``data``, and each modality's permutation importance;
     also the label codes and the blend's probabilities of the labelled rows (for a confusion matrix).
-    ``rows_name`` says in the log what the rows are (``validation``)."""
+    ``rows_name`` says in the log what the rows are (``validation``); ``image_folder``: where image cells given
+    as paths are read (``image_files.ImageFolder``)."""
     labelled = drop_missing_labels(data, LABEL_COLUMN)
     codes = learner.label_map.encode(labelled[LABEL_COLUMN])
-    inputs = learner.fusion_inputs(labelled)
+    inputs = learner.fusion_inputs(labelled, image_folder=image_folder)
     proba = learner.blend.predict_proba(inputs)
     n = learner.label_map.n_classes
     result = {"blend": classification_metrics(codes, proba), "members": {}}

@@ -48,9 +48,10 @@ class LocalExecutor:
         return [(start, min(rows, start + default), None) for start in range(0, rows, default)]
 
     def embed_chunk(self, place: str, embedder, column: str, start: int, cells: Sequence,
-                    describe_row: Callable[[int], str] | None):
-        """``embedder.embed`` of one chunk of a column's cells (rows ``start`` on) at ``place``."""
-        return embedder.embed(cells, column, describe_row)
+                    describe_row: Callable[[int], str] | None, folder=None):
+        """``embedder.embed`` of one chunk of a column's cells (rows ``start`` on) at ``place``; paths are read in
+        ``folder`` here (a place elsewhere reads them in its own copy of the channel)."""
+        return embedder.embed(cells, column, describe_row, folder)
 
     def fit_member(self, place: str, *args, **kwargs):
         """``multimodal.classifier.tabular.fit_member`` at ``place``."""

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from multimodal.errors import UserError
+from multimodal.classifier.image_files import ImageFolder
 from multimodal.classifier.schema import ID_COLUMN, Schema
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ class ModalityFrames:
     categorical: pd.DataFrame | None
     images: dict[str, pd.Series]
     missing_fraction: dict[str, np.ndarray]
+    image_folder: "ImageFolder | None" = None   # where image cells that are paths are read (image_files)
 
     def tabular(self) -> list[tuple[str, pd.DataFrame]]:
         """The non-image modalities present, as (kind, frame): ``text``, ``num``, ``cat`` in that order."""
@@ -209,8 +211,9 @@ def check_feature_columns(frame: pd.DataFrame, schema: Schema) -> None:
         raise UserError(f"the data lacks feature column(s) {absent} that the model was trained with.")
 
 
-def split_modalities(frame: pd.DataFrame, schema: Schema) -> ModalityFrames:
-    """Impute and split ``frame`` into text, numeric, categorical and per-image-column inputs."""
+def split_modalities(frame: pd.DataFrame, schema: Schema, image_folder: "ImageFolder | None" = None) -> ModalityFrames:
+    """Impute and split ``frame`` into text, numeric, categorical and per-image-column inputs; image cells that
+    are paths are read from ``image_folder`` when the images are embedded."""
     check_feature_columns(frame, schema)
     index = pd.RangeIndex(len(frame))
     missing_fraction: dict[str, np.ndarray] = {}
@@ -242,4 +245,4 @@ def split_modalities(frame: pd.DataFrame, schema: Schema) -> ModalityFrames:
     for c in schema.image:
         cells = frame[c]
         images[c] = pd.Series(cells.where(cells.notna(), "").astype(str).to_numpy(), index=index, name=c)
-    return ModalityFrames(text, numeric, categorical, images, missing_fraction)
+    return ModalityFrames(text, numeric, categorical, images, missing_fraction, image_folder)

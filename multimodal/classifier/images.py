@@ -1,8 +1,10 @@
-"""Images: base64 decoding, ImageNet preprocessing and ResNet50 pooled-feature embeddings.
+"""Images: reading a cell (base64, or a path in an ``image_files.ImageFolder``), ImageNet preprocessing and
+ResNet50 pooled-feature embeddings.
 
 Image embedding is this module's (torch is imported elsewhere only to count GPUs and to load it before
 TensorFlow; tests/test_architecture.py keeps it so). Rows are embedded in batches and dropped after
-each batch, so memory does not grow with the number of images; the embedding of the black
+each batch (an image named by path is read only when its batch is decoded), so memory does not grow with the
+number or the size of the images; the embedding of the black
 224x224 square that stands for a missing image is computed once and reused.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from multimodal.classifier.image_files import ImageFolder, ImagePathError, is_path_cell
 from multimodal.errors import PlatformError, UserError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 class ImageDecodeError(ValueError):
-    """A cell that is not a decodable base64 image; the message says why."""
+    """A cell that is not a decodable image (base64 or a readable path); the message says why."""
 
 
 def decode_base64(cell: str) -> bytes:
@@ -87,12 +90,31 @@ def _allowed_formats() -> list[str]:
     return [name for name in IMAGE_FORMATS if name in Image.OPEN]
 
 
-def decode_image(cell: str) -> Image.Image:
-    """Decode one base64 cell (JPEG, PNG, GIF, BMP, TIFF, WebP and the other ``IMAGE_FORMATS``; the first frame
-    of an animation) to an RGB image; every failure is an ``ImageDecodeError`` saying why."""
+def image_bytes(cell: str, folder: ImageFolder | None = None) -> bytes:
+    """The encoded image a cell holds: the file a path cell names in ``folder`` (``image_files``' rule), else the
+    base64 decoded; ``ImageDecodeError`` says why not."""
+    if is_path_cell(cell):
+        if folder is None:
+            raise ImageDecodeError(f"{cell.strip()[:80]!r} is an image path, and there is no image folder to read "
+                                   "it from (fit and predict take image_folder=...; an endpoint takes base64)")
+        try:
+            data = folder.read(cell)
+        except ImagePathError as error:
+            raise ImageDecodeError(str(error)) from None
+        if not data:
+            raise ImageDecodeError(f"{cell.strip()!r} is an empty file")
+        return data
     data = decode_base64(cell)
     if not data:
         raise ImageDecodeError("empty after base64 decoding")
+    return data
+
+
+def decode_image(cell: str, folder: ImageFolder | None = None) -> Image.Image:
+    """Decode one cell (base64, or a path in ``folder``; JPEG, PNG, GIF, BMP, TIFF, WebP and the other
+    ``IMAGE_FORMATS``; the first frame of an animation) to an RGB image; every failure is an
+    ``ImageDecodeError`` saying why."""
+    data = image_bytes(cell, folder)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -278,10 +300,10 @@ def resolve_precision(setting: str | None, device) -> str:
     return "fp32"
 
 
-def _prepare(cell: str) -> np.ndarray | ImageDecodeError:
+def _prepare(cell: str, folder: ImageFolder | None) -> np.ndarray | ImageDecodeError:
     """One non-empty cell as a 224x224 uint8 image, or the decode error."""
     try:
-        return crop_224(decode_image(cell))
+        return crop_224(decode_image(cell, folder))
     except ImageDecodeError as error:
         return error
     except Exception as error:  # noqa: BLE001 - whatever a broken image does, it is one missing image
@@ -399,8 +421,8 @@ class ImageEmbedder:
         return self._blank_embedding
 
     def embed(self, cells: Sequence[str], column: str = "image", describe_row: Callable[[int], str] | None = None,
-              ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Embed one image column.
+              folder: ImageFolder | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Embed one image column (cells in base64, or paths in ``folder``, read batch by batch).
 
         Returns ``(features, missing, undecodable)``: an ``(n, 2048)`` float32 array, a mask of the rows
         whose image was missing or undecodable (they get the black-square embedding), and how many
@@ -419,7 +441,7 @@ class ImageEmbedder:
         done = 0
 
         def prepare(rows: list[int]) -> list:
-            return [_prepare(cells[row]) for row in rows]
+            return [_prepare(cells[row], folder) for row in rows]
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-decode") as pool:
             pending = [pool.submit(prepare, chunk) for chunk in chunks[:DECODE_AHEAD]]
@@ -461,6 +483,7 @@ def check_not_all_undecodable(column: str, cells: Sequence[str], undecodable: in
     present = sum(1 for c in cells if isinstance(c, str) and c.strip())
     if present and undecodable == present:
         raise UserError(
-            f"column '{column}': none of its {present} non-empty cells is a decodable base64 image; "
-            "encode each image file's bytes (JPEG or PNG) with base64."
+            f"column '{column}': none of its {present} non-empty cells is a decodable image; give each image as "
+            "its file's bytes (JPEG or PNG) in base64, or as the path of its file relative to the channel "
+            "directory (the warnings above say why the first cells failed)."
         )

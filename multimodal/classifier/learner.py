@@ -18,6 +18,7 @@ import pandas as pd
 from multimodal.classifier.budget import TimeBudget
 from multimodal.classifier.executors import run_units
 from multimodal.classifier.features import describe_row, split_modalities
+from multimodal.classifier.image_files import ImageFolder, require_folder_for_paths
 from multimodal.classifier.labels import LabelMap, sentinel_labels
 from multimodal.classifier.members import FitOptions, Member, member_from_entry, member_slices, plan_members
 from multimodal.classifier.model_config import ModelConfig
@@ -46,11 +47,13 @@ class FitRecord:
 
 @dataclass
 class ImageSettings:
-    """How images are embedded: the weights setting, the precision and the batch size."""
+    """How images are embedded: the weights setting, the precision, the batch size and the folder that image
+    cells given as paths are relative to (an ``image_files.ImageFolder``; training only)."""
 
     weights: str | None = None
     precision: str | None = None
     batch_size: int = 32
+    folder: ImageFolder | None = None
 
 
 class FusionLearner:
@@ -84,7 +87,8 @@ class FusionLearner:
 
         executor = executor or LocalExecutor()
         data = handed_over.pop()
-        frames = split_modalities(data, schema)
+        require_folder_for_paths(data, schema.image, images.folder, lambda row: describe_row(data, row))
+        frames = split_modalities(data, schema, images.folder)
         embedder = cls._embedder_for(frames, images)
         members = plan_members(frames, joint=params["joint_model"] == JOINT_MODEL_ON, embedder=embedder)
         options = FitOptions(quality=params["quality"], eval_metric=params["eval_metric"],
@@ -171,10 +175,13 @@ class FusionLearner:
         return blend
 
     # -- prediction -------------------------------------------------------------------------------
-    def fusion_inputs(self, data: pd.DataFrame, require_data: bool = False) -> np.ndarray:
+    def fusion_inputs(self, data: pd.DataFrame, require_data: bool = False,
+                      image_folder: ImageFolder | None = None) -> np.ndarray:
         """The members' probabilities side by side, for ``data``; ``require_data``: raise ``RowsWithoutData``
-        for rows whose every feature is missing (an undecodable image counts as missing)."""
-        frames = split_modalities(data, self.schema)
+        for rows whose every feature is missing (an undecodable image counts as missing); ``image_folder``:
+        where image cells given as paths are read (without it, such a cell is a ``UserError``)."""
+        require_folder_for_paths(data, self.schema.image, image_folder, lambda row: describe_row(data, row))
+        frames = split_modalities(data, self.schema, image_folder)
         # A row is informed by any non-image value of the schema (also one whose member was skipped at
         # training: the joint member may read it) or by any member's input (an image member's usable image).
         informed = np.zeros(len(data), dtype=bool)

@@ -209,7 +209,8 @@ class ImageMember(Member):
 
     def embed(self, frames: ModalityFrames, describe_row=None) -> tuple[np.ndarray, np.ndarray, int]:
         """(embeddings, missing mask, undecodable count) of the column's cells."""
-        return self.embedder.embed(frames.images[self.column].tolist(), self.column, describe_row)
+        return self.embedder.embed(frames.images[self.column].tolist(), self.column, describe_row,
+                                   frames.image_folder)
 
     def training_features(self, frames: ModalityFrames, options: FitOptions, describe_row=None, store=None,
                           budget: TimeBudget | None = None, executor=None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -224,7 +225,7 @@ class ImageMember(Member):
 
         cells = frames.images[self.column].tolist()
         embeddings, missing, undecodable = embed_resumable(self.embedder, cells, self.column, describe_row, store,
-                                                           budget, executor)
+                                                           budget, executor, frames.image_folder)
         check_not_all_undecodable(self.column, cells, undecodable)
         if options.image_components and (~missing).any():
             started = time.monotonic()

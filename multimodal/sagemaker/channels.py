@@ -5,6 +5,9 @@ File and FastFile mode: every data file under ``input/data/<channel>/``, recursi
 files and ``_SUCCESS``-style markers; gzip is told by its first bytes. Pipe mode: the FIFO
 ``input/data/<channel>_0``, streamed once (every S3 object's header line arrives in the stream and is
 dropped). The channel settings that cannot work are refused before anything is read.
+
+Image cells may be paths of image files relative to the channel directory (``image_files``' rule), delivered
+beside the CSV files in File and FastFile mode; Pipe mode streams the CSV alone, so a path there is refused.
 """
 from __future__ import annotations
 
@@ -127,9 +130,34 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
                             "markers such as _SUCCESS and empty files are not read).")
         sources = [CsvSource.file(f, str(f.relative_to(directory))) for f in files]
     table = read_csv_table(sources)
+    if mode == "Pipe":
+        _refuse_image_paths(table.frame, name)
     logger.info("channel '%s' (%s mode): %d rows from %d source(s) in %.1f s", name, mode, len(table.frame),
                 len(sources), time.monotonic() - started)
     return table
+
+
+def _refuse_image_paths(frame: pd.DataFrame, name: str) -> None:
+    from multimodal.classifier.image_files import first_path_cell
+
+    for column in (c for c in frame.columns if str(c).endswith("_image")):
+        position = first_path_cell(frame[column].tolist())
+        if position is not None:
+            raise UserError(f"channel '{name}' (Pipe mode stream), data row {position + 1}, column '{column}': "
+                            f"{str(frame[column].iloc[position])[:80]!r} is an image path, but Pipe mode streams "
+                            "the CSV files alone and delivers no image file: use File or FastFile mode for "
+                            "images given as paths (or give them in base64).")
+
+
+def image_folder(paths: SageMakerPaths, name: str, settings: dict):
+    """The ``image_files.ImageFolder`` that channel ``name``'s image paths are relative to (its directory), or
+    None in Pipe mode or when the directory is absent."""
+    from multimodal.classifier.image_files import ImageFolder
+
+    directory = paths.channel_dir(name)
+    if settings.get("TrainingInputMode", "File") == "Pipe" or not directory.is_dir():
+        return None
+    return ImageFolder(directory)
 
 
 def is_sharded(settings: dict) -> bool:

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from multimodal.classifier import hyperparameters as hp
-from multimodal.sagemaker.channels import channels_on_disk, is_sharded, read_channels, validate_input_data_config
+from multimodal.sagemaker.channels import (
+    channels_on_disk, image_folder, is_sharded, read_channels, validate_input_data_config,
+)
 from multimodal.classifier.budget import TimeBudget
 from multimodal.errors import PlatformError, UserError
 from multimodal.classifier.metrics import metric_lines
@@ -160,7 +162,8 @@ def _train_and_save(paths: SageMakerPaths, params: dict, channels: dict, budget:
     del train
     model = MultimodalClassifier(**params, image_weights=environment.image_weights(),
                                  image_precision=environment.image_precision())
-    model.fit(tables.pop("train"), time_budget=budget, checkpoint_dir=checkpoints, executor=executor)
+    model.fit(tables.pop("train"), time_budget=budget, checkpoint_dir=checkpoints, executor=executor,
+              image_folder=image_folder(paths, "train", channels["train"]))
     if executor is not None:
         executor.check_hosts()   # a host lost between units fails the job: no model then
         model.training_summary_["distributed"] = executor.describe()
@@ -169,7 +172,8 @@ def _train_and_save(paths: SageMakerPaths, params: dict, channels: dict, budget:
     clear_directory(paths.model_dir)
     model.save(paths.model_dir)
     try:
-        write_reports(paths, model, validation, params)
+        write_reports(paths, model, validation, params,
+                      image_folder(paths, "validation", channels["validation"]) if validation is not None else None)
     except Exception as error:  # noqa: BLE001 - the model is saved; a report failure must not lose it
         logger.error("the model is saved, but the training report failed (%s: %s); metrics.json may be "
                      "incomplete", type(error).__name__, error, exc_info=True)
@@ -195,8 +199,10 @@ def checkpoint_dir(paths: SageMakerPaths) -> Path | None:
     return directory
 
 
-def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None, params: dict) -> None:
-    """metrics.json, the leaderboards and the confusion matrix in ``output/data``; the metric lines on stdout."""
+def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None, params: dict,
+                  validation_images=None) -> None:
+    """metrics.json, the leaderboards and the confusion matrix in ``output/data``; the metric lines on stdout
+    (``validation_images``: the ``ImageFolder`` the validation channel's image paths are relative to)."""
     from multimodal.classifier import evaluation
 
     report = {"stacking": params["stacking"], "train": model.training_report_,
@@ -208,7 +214,8 @@ def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None,
     codes = proba = None
     if validation is not None:
         try:
-            scored, codes, proba = evaluation.evaluate(model.learner_, validation, rows_name="validation")
+            scored, codes, proba = evaluation.evaluate(model.learner_, validation, rows_name="validation",
+                                                       image_folder=validation_images)
             report["validation"] = {"source": "validation channel", **scored}
             title = f"validation channel ({len(codes)} rows)"
         except Exception as error:  # noqa: BLE001 - the training part of the report is still worth writing

@@ -1,4 +1,4 @@
-"""The ``multimodal`` command: demo, validate, local-train, local-transform, local-validate-algorithm."""
+"""The ``multimodal`` command: demo, validate, images, local-train, local-transform, local-validate-algorithm."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +50,21 @@ def _validate(args: argparse.Namespace) -> int:
     report = validate_dataset(Path(args.train), Path(args.test) if args.test else None, args.sample_images)
     print(report.render())
     return 0 if report.ok else 1
+
+
+def _images(args: argparse.Namespace) -> int:
+    from multimodal.tooling import image_forms
+
+    if args.form == "inline":
+        result = image_forms.inline(Path(args.csv), Path(args.folder) if args.folder else None, Path(args.output),
+                                    inference=args.inference)
+        done = f"{result.converted} image path(s) written as base64"
+    else:
+        result = image_forms.extract(Path(args.csv), Path(args.output), args.folder or "images")
+        done = f"{result.converted} base64 image(s) written as files under {Path(args.output).parent}"
+    print(f"{args.output}: {result.rows} rows, {done}" + (f", {result.failed} failed (see the warnings)"
+                                                          if result.failed else ""))
+    return 0 if not result.failed else 1
 
 
 def _print_training(result) -> None:
@@ -163,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--test", help="batch-transform input: CSV rows without header, training order minus label")
     validate.add_argument("--sample-images", type=int, default=20, help="images decoded per image column (default 20)")
     validate.set_defaults(handler=_validate)
+
+    images = commands.add_parser("images", help="convert an image column between paths of image files and base64")
+    images.add_argument("form", choices=["inline", "extract"],
+                        help="inline: paths -> base64 (transform and endpoint input); extract: base64 -> files + paths")
+    images.add_argument("csv", help="a CSV with header")
+    images.add_argument("--output", "-o", required=True, help="the CSV to write (extract: files go beside it)")
+    images.add_argument("--folder", help="inline: the folder paths are relative to (default: the CSV's folder); "
+                                         "extract: the subfolder the files go to (default: images)")
+    images.add_argument("--inference", action="store_true",
+                        help="inline: no header and no label column, as a batch transform job reads its input")
+    images.set_defaults(handler=_images)
 
     def add_training_arguments(command, image_flag: str) -> None:
         command.add_argument("--train", required=True, help="the 'train' channel: a CSV file or a folder of them")

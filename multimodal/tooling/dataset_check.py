@@ -19,6 +19,7 @@ import pandas as pd
 from multimodal.sagemaker.csv_input import read_training_csv
 from multimodal.errors import UserError
 from multimodal.classifier.features import BadValueError, is_missing, parse_numeric
+from multimodal.classifier.image_files import ImageFolder, ImagePathError, is_path_cell
 from multimodal.classifier.labels import RARE_CLASS_ROWS
 from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN, Schema, infer_schema
 
@@ -98,9 +99,34 @@ def _check_training(path: Path, report: DatasetReport, sample_images: int) -> Sc
     _check_labels(table, subject, report)
     _check_missing(table, schema, subject, report)
     _check_text_newlines(table, schema, subject, report)
+    folder = ImageFolder(path.parent)   # as uploaded: the CSV and its image files under one S3 prefix
     for column in schema.image:
-        _check_images(table[column], column, subject, report, sample_images, lambda i: f"data row {i + 1}")
+        _check_image_paths(table[column], column, subject, report, folder, lambda i: f"data row {i + 1}")
+        _check_images(table[column], column, subject, report, sample_images, lambda i: f"data row {i + 1}", folder)
     return schema
+
+
+def _check_image_paths(cells: pd.Series, column: str, subject: str, report: DatasetReport, folder: ImageFolder,
+                       where) -> None:
+    """Every path cell of a training image column: inside the CSV's folder and naming a file there."""
+    paths = [position for position, cell in enumerate(cells.tolist()) if is_path_cell(cell)]
+    if not paths:
+        return
+    refused = []
+    for position in paths:
+        try:
+            folder.resolve(str(cells.iloc[position]))
+        except ImagePathError as error:
+            refused.append((position, str(error)))
+    if not refused:
+        report.add(INFO, subject, f"column '{column}': {len(paths)} image path(s), every one a file inside "
+                                  f"{folder.root}")
+        return
+    message = (f"column '{column}': {len(refused)} of {len(paths)} image path(s) cannot be read inside {folder.root} "
+               f"(first: {where(refused[0][0])}: {refused[0][1]}); paths are relative to the folder of the CSV "
+               "(the channel), and upload the image files under the same S3 prefix")
+    report.add(ERROR if len(refused) == len(paths) else WARNING, subject,
+               message if len(refused) == len(paths) else message + "; such images count as missing")
 
 
 def _check_labels(table: pd.DataFrame, subject: str, report: DatasetReport) -> None:
@@ -180,7 +206,9 @@ def _check_text_newlines(table: pd.DataFrame, schema: Schema, subject: str, repo
 
 
 def _check_images(cells: pd.Series, column: str, subject: str, report: DatasetReport, sample: int,
-                  where) -> None:
+                  where, folder: ImageFolder | None = None) -> None:
+    """Decode a sample of the column's images (paths read in ``folder``; without one, a path is an error: a
+    transform job's records carry base64)."""
     from multimodal.classifier.images import ImageDecodeError, decode_image
 
     present = np.flatnonzero(~is_missing(cells))
@@ -190,7 +218,7 @@ def _check_images(cells: pd.Series, column: str, subject: str, report: DatasetRe
     failures = []
     for position in sorted(int(p) for p in chosen):
         try:
-            decode_image(str(cells.iloc[position]))
+            decode_image(str(cells.iloc[position]), folder)
         except ImageDecodeError as error:
             failures.append((position, str(error)))
     if not failures:
@@ -200,7 +228,11 @@ def _check_images(cells: pd.Series, column: str, subject: str, report: DatasetRe
     message = (f"column '{column}': {len(failures)} of {len(chosen)} sampled image(s) are not readable "
                f"(first: {where(first_position)}: {first_problem})")
     if len(failures) == len(chosen):
-        report.add(ERROR, subject, message + "; encode each image file's bytes (JPEG or PNG) with base64")
+        report.add(ERROR, subject, message + ("; give each image as its file's bytes (JPEG or PNG) in base64"
+                                              + (", or as the path of its file relative to the CSV's folder"
+                                                 if folder is not None else
+                                                 ": a transform job or an endpoint reads no image file; "
+                                                 "`multimodal images inline` writes paths as base64")))
     else:
         report.add(WARNING, subject, message + "; such images count as missing")
 

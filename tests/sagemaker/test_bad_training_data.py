@@ -48,7 +48,7 @@ FAILING = [
     ("a _num column with text", lambda: [_csv(_tabular().assign(age_num="ten"))],
      "UserError: part-0.csv line 2 (ID='r0000'), column 'age_num': 'ten' is not a number"),
     ("every image undecodable", lambda: [_csv(make_frame(12).assign(photo_image="bm90IGFuIGltYWdl"))],
-     "UserError: column 'photo_image': none of its 12 non-empty cells is a decodable base64 image"),
+     "UserError: column 'photo_image': none of its 12 non-empty cells is a decodable image"),
     ("all feature columns empty", lambda: [b"ID,a_text,b_num,c_cat,label\n" + b"".join(
         f"{i},,,,{'xy'[i % 2]}\n".encode() for i in range(20))],
      "UserError: no member has enough non-missing values to train on."),

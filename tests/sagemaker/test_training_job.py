@@ -15,7 +15,7 @@ from multimodal.sagemaker import aws_shapes
 from multimodal.classifier import hyperparameters as hp
 from multimodal.classifier.hyperparameters import SPEC_PATH, declarations
 from sagemaker_tree import ROOT, TRAIN, make_tree, run_train
-from synthetic import make_frame
+from synthetic import make_frame, with_image_files
 
 FAST_HP = {"quality": "toy", "n_mins": "1", "num_folds": "2", "n_epochs": "40", "learning_rate": "0.01"}
 METRICS = json.loads((ROOT / "metric_definitions.json").read_text())
@@ -81,6 +81,47 @@ def test_pipe_mode_streams_the_csv_and_reports_the_fusion_hold_out(tmp_path):
     assert metrics["validation"]["source"].startswith("fusion network hold-out")
     assert (root / "output" / "data" / "confusion_matrix.png").is_file()
     assert (root / "model" / "model_config.json").is_file()
+
+
+def test_image_files_beside_the_csv_are_read_by_path_and_paths_leaving_the_channel_are_refused(tmp_path):
+    root = make_tree(tmp_path, {"train": [], "validation": []}, FAST_HP)
+    data = root / "input" / "data"
+    train = with_image_files(make_frame(60), data / "train")
+    train.loc[3, "photo_image"] = "../../config/hyperparameters.json"
+    train.loc[4, "photo_image"] = "images/absent.jpg"
+    train.to_csv(data / "train" / "part-0.csv", index=False)
+    validation = with_image_files(make_frame(21, seed=2), data / "validation", folder="pictures")
+    validation.to_csv(data / "validation" / "part-0.csv", index=False)
+    present = int(train["photo_image"].str.startswith("images/").sum()) - 1   # one of them is absent
+    result = run_train(root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("row 4 (ID='r0003'), column 'photo_image': '../../config/hyperparameters.json' has a '..' part; "
+            "image paths stay inside the channel directory; treated as a missing image") in result.stdout
+    assert "row 5 (ID='r0004'), column 'photo_image': no file 'images/absent.jpg'" in result.stdout
+    assert f"column 'photo_image': embedded {present} images" in result.stdout
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["validation"]["blend"]["rows"] == 21 and "img/photo_image" in metrics["validation"]["members"]
+    in_validation = int(validation["photo_image"].str.startswith("pictures/").sum())
+    assert f"column 'photo_image': embedded {in_validation} images (" in result.stdout, "read from its own channel"
+
+
+def test_image_paths_in_pipe_mode_fail_before_training_naming_the_row(tmp_path):
+    frame = make_frame(20)
+    frame.loc[2, "photo_image"] = "images/0002.jpg"
+    root = make_tree(tmp_path, {}, FAST_HP)
+    (root / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(
+        {"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe"}}))
+    pipe = root / "input" / "data" / "train_0"
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text(frame.to_csv(index=False)), daemon=True)
+    writer.start()
+    result = run_train(root, timeout=120)
+    writer.join(timeout=5)
+    assert result.returncode != 0
+    assert headline(root).startswith("UserError: channel 'train' (Pipe mode stream), data row 3, column "
+                                     "'photo_image': 'images/0002.jpg' is an image path, but Pipe mode")
+    assert not (root / "model" / "model_config.json").exists()
 
 
 def test_a_one_host_job_never_imports_ray(tmp_path):

@@ -203,3 +203,40 @@ def test_validate_reports_constant_and_empty_columns(tmp_path, capsys):
     frame.assign(title_text="x", body_text="y").to_csv(tmp_path / "constant.csv", index=False)
     assert cli.main(["validate", str(tmp_path / "constant.csv")]) == 1
     assert "every feature column is constant or empty in every row" in capsys.readouterr().out
+
+
+def test_images_extract_then_inline_round_trips_and_inline_writes_transform_input(tmp_path, capsys):
+    import pandas as pd
+
+    frame = make_frame(10, missing=0.3)
+    frame.to_csv(tmp_path / "b64.csv", index=False)
+    assert cli.main(["images", "extract", str(tmp_path / "b64.csv"), "-o", str(tmp_path / "channel" / "train.csv")]) == 0
+    paths = pd.read_csv(tmp_path / "channel" / "train.csv", keep_default_na=False)
+    written = paths["photo_image"][paths["photo_image"] != ""]
+    assert len(written) == (frame["photo_image"] != "").sum() and written.str.match(r"images/\d+-photo_image\.jpg").all()
+    assert all((tmp_path / "channel" / p).is_file() for p in written)
+    assert cli.main(["images", "inline", str(tmp_path / "channel" / "train.csv"), "-o", str(tmp_path / "back.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "back.csv", keep_default_na=False),
+                                  pd.read_csv(tmp_path / "b64.csv", keep_default_na=False))
+    capsys.readouterr()
+    assert cli.main(["images", "inline", str(tmp_path / "channel" / "train.csv"), "-o", str(tmp_path / "in.csv"),
+                     "--inference"]) == 0
+    assert f"in.csv: 10 rows, {len(written)} image path(s) written as base64" in capsys.readouterr().out
+    assert (tmp_path / "in.csv").read_text() == csv_lines(frame.drop(columns=["label"]).fillna(""))
+
+
+def test_validate_checks_image_paths_inside_the_csvs_folder_and_refuses_them_in_transform_input(tmp_path, capsys):
+    from synthetic import with_image_files
+
+    channel = tmp_path / "channel"
+    frame = with_image_files(make_frame(30, missing=0.0), channel)
+    frame.loc[4, "photo_image"] = "../escape.jpg"
+    frame.to_csv(channel / "train.csv", index=False)
+    test = frame.drop(columns=["label"]).head(3)
+    (tmp_path / "test.csv").write_text(csv_lines(test))
+    assert cli.main(["validate", str(channel / "train.csv"), "--test", str(tmp_path / "test.csv")]) == 1
+    out = capsys.readouterr().out
+    assert ("column 'photo_image': 1 of 30 image path(s) cannot be read inside" in out
+            and "data row 5: '../escape.jpg' has a '..' part" in out and "such images count as missing" in out)
+    assert "test.csv: column 'photo_image': 3 of 3 sampled image(s) are not readable" in out
+    assert "a transform job or an endpoint reads no image file; `multimodal images inline`" in out

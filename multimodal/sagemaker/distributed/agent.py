@@ -90,7 +90,16 @@ class HostAgent:
                                 f"{embedder.identity.sha256[:12]}) are not the leader's ({sha256[:12]}); run every "
                                 "host on the same image.")
         where = "of its shard" if sharded else "of channel 'train'"
-        return embedder.embed(chunk, column, lambda row: f"host {self.host}: labelled row {start + row + 1} {where}")
+        return embedder.embed(chunk, column, lambda row: f"host {self.host}: labelled row {start + row + 1} {where}",
+                              self._image_folder())
+
+    def _image_folder(self):
+        """Where this host reads image cells that are paths: its own copy of channel 'train' (None in Pipe mode,
+        where the channel is a stream)."""
+        from multimodal.sagemaker.channels import image_folder
+        from multimodal.sagemaker.paths import SageMakerPaths
+
+        return image_folder(SageMakerPaths.from_environment(), "train", self.channels["train"])
 
     def shard(self):
         """This host's shard of a training channel sharded by S3 key, for the leader: its rows with a label,

@@ -100,9 +100,9 @@ class ClusterExecutor(LocalExecutor):
             self._preparing = {host: agent.prepare_embedding.remote(**self.embedding)
                                for host, agent in self.agents.items()}
 
-    def embed_chunk(self, place, embedder, column, start, cells, describe_row):
+    def embed_chunk(self, place, embedder, column, start, cells, describe_row, folder=None):
         if place == self.local_place:
-            return embedder.embed(cells, column, describe_row)
+            return embedder.embed(cells, column, describe_row, folder)
         from multimodal.classifier.embedding_units import cells_digest
 
         preparing = self._preparing.pop(place, None)

@@ -1,0 +1,134 @@
+"""The two forms of an image column, converted row by row: paths of image files in a folder, and base64 cells.
+
+``inline`` writes a CSV whose path cells are replaced by their files' bytes in base64 (what a batch transform
+job or an endpoint takes; with ``inference``, without header and ``label``, as a transform job reads it);
+``extract`` writes each base64 cell as a file under the output CSV's folder and the CSV with its path. Rows
+are streamed, so neither holds more than one row's images in memory.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from multimodal.classifier.image_files import ImageFolder, ImagePathError, is_path_cell
+from multimodal.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIX = "_image"
+LABEL = "label"
+# Leading bytes of the formats an image file is named after; anything else is written as ``.img``.
+_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"BM", "bmp"),
+               (b"II*\x00", "tif"), (b"MM\x00*", "tif"))
+
+
+@dataclass
+class Conversion:
+    """What a conversion did: rows written and image cells converted, and the cells it could not convert."""
+
+    rows: int = 0
+    converted: int = 0
+    failed: int = 0
+
+
+def extension_of(data: bytes) -> str:
+    """The file extension an image's bytes are written with (``jpg``, ``png``, ``webp``, ...; ``img`` if unknown)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for signature, extension in _SIGNATURES:
+        if data.startswith(signature):
+            return extension
+    return "img"
+
+
+def _rows(path: Path, output: Path):
+    """The reader of ``path``'s rows (its handle too), the folder of ``output`` made."""
+    csv.field_size_limit(sys.maxsize)   # one cell may hold a large image
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return handle, csv.reader(handle)
+
+
+def _header(reader, path: Path) -> list[str]:
+    header = next(reader, None)
+    if not header:
+        raise UserError(f"{path}: empty file; expected a CSV with a header (columns ending in {IMAGE_SUFFIX}).")
+    if not any(name.endswith(IMAGE_SUFFIX) for name in header):
+        raise UserError(f"{path}: no column ending in {IMAGE_SUFFIX} in the header {header[:10]}.")
+    return header
+
+
+def inline(source: Path, folder: Path | None, output: Path, inference: bool = False) -> Conversion:
+    """``source`` (a CSV with header) with every image path cell replaced by its file's bytes in base64; paths
+    are relative to ``folder`` (default: the folder of ``source``). A path that cannot be read inside the folder
+    becomes an empty cell (a missing image), with a warning naming its line and column. ``inference``: write
+    no header and no ``label`` column (a batch transform job's input)."""
+    images = ImageFolder(folder if folder is not None else source.parent)
+    handle, reader = _rows(source, output)
+    result = Conversion()
+    with handle, output.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        header = _header(reader, source)
+        image_columns = [i for i, name in enumerate(header) if name.endswith(IMAGE_SUFFIX)]
+        kept = [i for i, name in enumerate(header) if not (inference and name == LABEL)]
+        if not inference:
+            writer.writerow(header)
+        for line, row in enumerate(reader, start=2):
+            for i in image_columns:
+                if i < len(row) and is_path_cell(row[i]):
+                    try:
+                        row[i] = base64.b64encode(images.read(row[i])).decode("ascii")
+                        result.converted += 1
+                    except ImagePathError as error:
+                        logger.warning("%s, line %d, column '%s': %s; written as a missing image", source.name, line,
+                                       header[i], error)
+                        row[i] = ""
+                        result.failed += 1
+            writer.writerow([row[i] if i < len(row) else "" for i in kept])
+            result.rows += 1
+    return result
+
+
+def extract(source: Path, output: Path, folder: str = "images") -> Conversion:
+    """``source`` (a CSV with header) with every base64 image cell written as a file under ``output``'s folder
+    (``folder/<line>-<column>.<format>``) and replaced by its path relative to ``output``'s folder; a cell that
+    is not valid base64 stays as it is, with a warning."""
+    from multimodal.classifier.images import ImageDecodeError, decode_base64
+
+    root = output.parent
+    handle, reader = _rows(source, output)
+    result = Conversion()
+    with handle, output.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        header = _header(reader, source)
+        image_columns = [i for i, name in enumerate(header) if name.endswith(IMAGE_SUFFIX)]
+        writer.writerow(header)
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for line, row in enumerate(reader, start=2):
+            for i in image_columns:
+                if i >= len(row) or not row[i].strip() or is_path_cell(row[i]):
+                    continue
+                try:
+                    data = decode_base64(row[i].strip())
+                except ImageDecodeError as error:
+                    logger.warning("%s, line %d, column '%s': %s; left as it is", source.name, line, header[i], error)
+                    result.failed += 1
+                    continue
+                name = f"{folder}/{line:06d}-{_plain(header[i])}.{extension_of(data)}"
+                (root / name).write_bytes(data)
+                row[i] = name
+                result.converted += 1
+            writer.writerow(row)
+            result.rows += 1
+    return result
+
+
+def _plain(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "image"
