@@ -65,12 +65,9 @@ def _header(reader, path: Path) -> list[str]:
     return header
 
 
-def inline(source: Path, folder: Path | None, output: Path, inference: bool = False) -> Conversion:
-    """``source`` (a CSV with header) with every image path cell replaced by its file's bytes in base64; paths
-    are relative to ``folder`` (default: the folder of ``source``). A path that cannot be read inside the folder
-    becomes an empty cell (a missing image), with a warning naming its line and column. ``inference``: write
-    no header and no ``label`` column (a batch transform job's input)."""
-    images = ImageFolder(folder if folder is not None else source.parent)
+def _rewrite(source: Path, output: Path, convert, inference: bool = False) -> Conversion:
+    """Copy ``source`` (a CSV with header) to ``output`` row by row, each non-empty image cell replaced by
+    ``convert(line, column, cell, result)``; ``inference``: no header and no ``label`` column."""
     handle, reader = _rows(source, output)
     result = Conversion()
     with handle, output.open("w", newline="", encoding="utf-8") as out:
@@ -82,18 +79,34 @@ def inline(source: Path, folder: Path | None, output: Path, inference: bool = Fa
             writer.writerow(header)
         for line, row in enumerate(reader, start=2):
             for i in image_columns:
-                if i < len(row) and is_path_cell(row[i]):
-                    try:
-                        row[i] = base64.b64encode(images.read(row[i])).decode("ascii")
-                        result.converted += 1
-                    except ImagePathError as error:
-                        logger.warning("%s, line %d, column '%s': %s; written as a missing image", source.name, line,
-                                       header[i], error)
-                        row[i] = ""
-                        result.failed += 1
+                if i < len(row) and row[i].strip():
+                    row[i] = convert(line, header[i], row[i], result)
             writer.writerow([row[i] if i < len(row) else "" for i in kept])
             result.rows += 1
     return result
+
+
+def inline(source: Path, folder: Path | None, output: Path, inference: bool = False) -> Conversion:
+    """``source`` (a CSV with header) with every image path cell replaced by its file's bytes in base64; paths
+    are relative to ``folder`` (default: the folder of ``source``). A path that cannot be read inside the folder
+    becomes an empty cell (a missing image), with a warning naming its line and column. ``inference``: write
+    no header and no ``label`` column (a batch transform job's input)."""
+    images = ImageFolder(folder if folder is not None else source.parent)
+
+    def convert(line: int, column: str, cell: str, result: Conversion) -> str:
+        if not is_path_cell(cell):
+            return cell
+        try:
+            encoded = base64.b64encode(images.read(cell)).decode("ascii")
+        except ImagePathError as error:
+            logger.warning("%s, line %d, column '%s': %s; written as a missing image", source.name, line, column,
+                           error)
+            result.failed += 1
+            return ""
+        result.converted += 1
+        return encoded
+
+    return _rewrite(source, output, convert, inference)
 
 
 def extract(source: Path, output: Path, folder: str = "images") -> Conversion:
@@ -103,31 +116,23 @@ def extract(source: Path, output: Path, folder: str = "images") -> Conversion:
     from multimodal.classifier.images import ImageDecodeError, decode_base64
 
     root = output.parent
-    handle, reader = _rows(source, output)
-    result = Conversion()
-    with handle, output.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        header = _header(reader, source)
-        image_columns = [i for i, name in enumerate(header) if name.endswith(IMAGE_SUFFIX)]
-        writer.writerow(header)
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for line, row in enumerate(reader, start=2):
-            for i in image_columns:
-                if i >= len(row) or not row[i].strip() or is_path_cell(row[i]):
-                    continue
-                try:
-                    data = decode_base64(row[i].strip())
-                except ImageDecodeError as error:
-                    logger.warning("%s, line %d, column '%s': %s; left as it is", source.name, line, header[i], error)
-                    result.failed += 1
-                    continue
-                name = f"{folder}/{line:06d}-{_plain(header[i])}.{extension_of(data)}"
-                (root / name).write_bytes(data)
-                row[i] = name
-                result.converted += 1
-            writer.writerow(row)
-            result.rows += 1
-    return result
+    (root / folder).mkdir(parents=True, exist_ok=True)
+
+    def convert(line: int, column: str, cell: str, result: Conversion) -> str:
+        if is_path_cell(cell):
+            return cell
+        try:
+            data = decode_base64(cell.strip())
+        except ImageDecodeError as error:
+            logger.warning("%s, line %d, column '%s': %s; left as it is", source.name, line, column, error)
+            result.failed += 1
+            return cell
+        name = f"{folder}/{line:06d}-{_plain(column)}.{extension_of(data)}"
+        (root / name).write_bytes(data)
+        result.converted += 1
+        return name
+
+    return _rewrite(source, output, convert)
 
 
 def _plain(name: str) -> str:
