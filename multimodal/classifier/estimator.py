@@ -196,7 +196,7 @@ class MultimodalClassifier:
         ``executor``: where the embedding chunks and the member fits run (``multimodal.classifier.executors``;
         default: in this process, one after the other).
         ``image_folder``: the directory that image cells given as paths (``images/0001.jpg``; the rule is
-        ``multimodal.classifier.image_files``') are relative to; each file is read when its batch is embedded.
+        ``multimodal.classifier.image_files``) are relative to; each file is read when its batch is embedded.
         A member that cannot be trained is skipped with a warning; only when none is left does fit fail.
         Returns ``self``.
         """

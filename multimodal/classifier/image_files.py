@@ -20,12 +20,43 @@ MAX_PATH_CHARS = 1024
 # An image file larger than this is refused unread: the embedding reads one batch of files at a time.
 MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+# Leading bytes of the image formats, and the extensions they are written with.
+_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"II*\x00", "tif"),
+               (b"MM\x00*", "tif"), (b"\x00\x00\x01\x00", "ico"))
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "gif", "bmp", "dib", "tif", "tiff", "webp",
+                              "avif", "heic", "heif", "ico", "ppm", "pgm", "pbm", "pnm", "tga", "mpo"})
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 class ImagePathError(ValueError):
     """A path cell that cannot be read inside its folder; the message says why."""
+
+
+def extension_of(data: bytes) -> str:
+    """The file extension an image's bytes are written with (``jpg``, ``png``, ``webp``, ...; ``img`` if unknown)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:12] in (b"ftypavif", b"ftypavis"):
+        return "avif"
+    if data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00":   # "BM" alone could begin a CSV header
+        return "bmp"
+    for signature, extension in _SIGNATURES:
+        if data.startswith(signature):
+            return extension
+    return "img"
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether a file in a channel is an image (by its extension or its first bytes) rather than a data file:
+    the image files that path cells name sit beside the CSV files."""
+    if path.suffix[1:].lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return extension_of(handle.read(16)) != "img"
+    except OSError:
+        return False
 
 
 def is_path_cell(cell) -> bool:
@@ -48,6 +79,8 @@ class ImageFolder:
     def resolve(self, cell: str) -> Path:
         """The file a path cell names, inside the folder; ``ImagePathError`` says why not."""
         text = cell.strip()
+        if "\x00" in text:
+            raise ImagePathError(f"{text!r} holds a NUL character")
         if _URI.match(text):
             raise ImagePathError(f"{text!r} is a URI; give the path of the image file relative to the channel "
                                  "(upload the images under the same S3 prefix as the CSV)")
@@ -59,7 +92,7 @@ class ImageFolder:
         path = self.root.joinpath(*relative.parts)
         try:
             real = path.resolve(strict=True)
-        except (OSError, RuntimeError):   # absent, or a loop of links
+        except (OSError, RuntimeError, ValueError):   # absent, a loop of links, a name the system refuses
             raise ImagePathError(f"no file {text!r} in the channel directory") from None
         if not real.is_relative_to(self.root):
             raise ImagePathError(f"{text!r} is a link that points outside the channel directory")
@@ -96,7 +129,7 @@ def require_folder_for_paths(frame, columns, folder: ImageFolder | None, describ
     cell (``describe_row(position)`` names its row)."""
     if folder is not None:
         return
-    for column in columns:
+    for column in (c for c in columns if c in frame.columns):   # an absent column is reported where it is read
         position = first_path_cell(frame[column].tolist())
         if position is not None:
             raise UserError(f"{describe_row(position)}, column '{column}': {str(frame[column].iloc[position])[:80]!r} "

@@ -7,7 +7,8 @@ files and ``_SUCCESS``-style markers; gzip is told by its first bytes. Pipe mode
 dropped). The channel settings that cannot work are refused before anything is read.
 
 Image cells may be paths of image files relative to the channel directory (``image_files``' rule), delivered
-beside the CSV files in File and FastFile mode; Pipe mode streams the CSV alone, so a path there is refused.
+beside the CSV files in File and FastFile mode; Pipe mode streams the CSV alone, and ShardedByS3Key on
+several hosts deals the image files apart from the rows that name them, so a path there is refused.
 """
 from __future__ import annotations
 
@@ -131,22 +132,28 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
         sources = [CsvSource.file(f, str(f.relative_to(directory))) for f in files]
     table = read_csv_table(sources)
     if mode == "Pipe":
-        _refuse_image_paths(table.frame, name)
+        refuse_image_paths(table.frame, f"channel '{name}' (Pipe mode stream)",
+                           "Pipe mode streams the CSV files alone and delivers no image file: use File or FastFile "
+                           "mode for images given as paths (or give them in base64).")
     logger.info("channel '%s' (%s mode): %d rows from %d source(s) in %.1f s", name, mode, len(table.frame),
                 len(sources), time.monotonic() - started)
     return table
 
 
-def _refuse_image_paths(frame: pd.DataFrame, name: str) -> None:
+SHARDED_PATHS = ("ShardedByS3Key deals each S3 object to one host, the image files apart from the CSV rows that "
+                 "name them: use FullyReplicated for images given as paths (or give them in base64).")
+
+
+def refuse_image_paths(frame: pd.DataFrame, where: str, why: str) -> None:
+    """``UserError`` at the first image cell of ``frame`` that is a path (``where`` names the channel, ``why``
+    says why paths cannot be read there)."""
     from multimodal.classifier.image_files import first_path_cell
 
     for column in (c for c in frame.columns if str(c).endswith("_image")):
         position = first_path_cell(frame[column].tolist())
         if position is not None:
-            raise UserError(f"channel '{name}' (Pipe mode stream), data row {position + 1}, column '{column}': "
-                            f"{str(frame[column].iloc[position])[:80]!r} is an image path, but Pipe mode streams "
-                            "the CSV files alone and delivers no image file: use File or FastFile mode for "
-                            "images given as paths (or give them in base64).")
+            raise UserError(f"{where}, data row {position + 1}, column '{column}': "
+                            f"{str(frame[column].iloc[position])[:80]!r} is an image path, but {why}")
 
 
 def image_folder(paths: SageMakerPaths, name: str, settings: dict):
@@ -182,6 +189,7 @@ def read_channels(paths: SageMakerPaths, channels: dict[str, dict],
         own = None if empty else read_channel(paths, "train", settings).frame
         if own is not None:
             infer_schema(own.columns, source="channel 'train'", warn=False)
+            refuse_image_paths(own, "channel 'train' (ShardedByS3Key)", SHARDED_PATHS)
         train = gather(own)
     else:
         train = read_channel(paths, "train", channels["train"]).frame

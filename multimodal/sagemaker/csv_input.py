@@ -85,13 +85,16 @@ class SourceRows:
 def list_data_files(directory: Path) -> list[Path]:
     """Every data file under ``directory``, recursively, sorted by path (S3 key order): any name, since File
     mode keeps the producers' names (``part-00000``, no extension); hidden files and folders, Hadoop and
-    Spark markers (``_SUCCESS``, ``_committed_*``; names starting with "." or "_") and empty files skipped."""
+    Spark markers (``_SUCCESS``, ``_committed_*``; names starting with "." or "_"), empty files and image files
+    (which image cells name by path: ``image_files.is_image_file``) skipped."""
+    from multimodal.classifier.image_files import is_image_file
+
     found = []
     for path in sorted(directory.rglob("*")):
         relative = path.relative_to(directory).parts
         if any(part.startswith(MARKER_PREFIXES) for part in relative):
             continue
-        if path.is_file() and path.stat().st_size > 0:
+        if path.is_file() and path.stat().st_size > 0 and not is_image_file(path):
             found.append(path)
     return found
 

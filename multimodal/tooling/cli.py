@@ -47,7 +47,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from multimodal.tooling.dataset_check import validate_dataset
 
-    report = validate_dataset(Path(args.train), Path(args.test) if args.test else None, args.sample_images)
+    report = validate_dataset(Path(args.train), Path(args.test) if args.test else None, args.sample_images,
+                              Path(args.image_folder) if args.image_folder else None)
     print(report.render())
     return 0 if report.ok else 1
 
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("train", help="training CSV (header, 'label', feature columns by suffix)")
     validate.add_argument("--test", help="batch-transform input: CSV rows without header, training order minus label")
     validate.add_argument("--sample-images", type=int, default=20, help="images decoded per image column (default 20)")
+    validate.add_argument("--image-folder", help="the folder image paths are relative to: the channel's top folder "
+                                                 "(default: the training CSV's folder)")
     validate.set_defaults(handler=_validate)
 
     images = commands.add_parser("images", help="convert an image column between paths of image files and base64")

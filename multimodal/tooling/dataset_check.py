@@ -66,16 +66,19 @@ class DatasetReport:
         return "\n".join(lines + ["", verdict])
 
 
-def validate_dataset(train: Path, test: Path | None = None, sample_images: int = SAMPLE_IMAGES) -> DatasetReport:
-    """Check a training CSV (and optionally a batch-transform input file) against the contract."""
+def validate_dataset(train: Path, test: Path | None = None, sample_images: int = SAMPLE_IMAGES,
+                     image_folder: Path | None = None) -> DatasetReport:
+    """Check a training CSV (and optionally a batch-transform input file) against the contract; image paths are
+    relative to ``image_folder`` (the channel's top folder; default: the CSV's folder)."""
     report = DatasetReport()
-    schema = _check_training(Path(train), report, sample_images)
+    schema = _check_training(Path(train), report, sample_images, image_folder)
     if test is not None and schema is not None:
         _check_test(Path(test), schema, report, sample_images)
     return report
 
 
-def _check_training(path: Path, report: DatasetReport, sample_images: int) -> Schema | None:
+def _check_training(path: Path, report: DatasetReport, sample_images: int,
+                    image_folder: Path | None = None) -> Schema | None:
     subject = path.name
     try:
         table = read_training_csv([path])
@@ -99,7 +102,11 @@ def _check_training(path: Path, report: DatasetReport, sample_images: int) -> Sc
     _check_labels(table, subject, report)
     _check_missing(table, schema, subject, report)
     _check_text_newlines(table, schema, subject, report)
-    folder = ImageFolder(path.parent)   # as uploaded: the CSV and its image files under one S3 prefix
+    try:   # as uploaded: the CSV and its image files under one S3 prefix, the channel's
+        folder = ImageFolder(image_folder if image_folder is not None else path.parent)
+    except UserError as error:
+        report.add(ERROR, subject, str(error))
+        return schema
     for column in schema.image:
         _check_image_paths(table[column], column, subject, report, folder, lambda i: f"data row {i + 1}")
         _check_images(table[column], column, subject, report, sample_images, lambda i: f"data row {i + 1}", folder)
@@ -123,8 +130,8 @@ def _check_image_paths(cells: pd.Series, column: str, subject: str, report: Data
                                   f"{folder.root}")
         return
     message = (f"column '{column}': {len(refused)} of {len(paths)} image path(s) cannot be read inside {folder.root} "
-               f"(first: {where(refused[0][0])}: {refused[0][1]}); paths are relative to the folder of the CSV "
-               "(the channel), and upload the image files under the same S3 prefix")
+               f"(first: {where(refused[0][0])}: {refused[0][1]}); paths are relative to the channel's folder "
+               "(--image-folder; default: the CSV's), so upload the image files under the channel's S3 prefix")
     report.add(ERROR if len(refused) == len(paths) else WARNING, subject,
                message if len(refused) == len(paths) else message + "; such images count as missing")
 

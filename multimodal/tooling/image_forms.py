@@ -14,16 +14,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from multimodal.classifier.image_files import ImageFolder, ImagePathError, is_path_cell
+from multimodal.classifier.image_files import ImageFolder, ImagePathError, extension_of, is_path_cell
 from multimodal.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIX = "_image"
 LABEL = "label"
-# Leading bytes of the formats an image file is named after; anything else is written as ``.img``.
-_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"BM", "bmp"),
-               (b"II*\x00", "tif"), (b"MM\x00*", "tif"))
 
 
 @dataclass
@@ -35,21 +32,11 @@ class Conversion:
     failed: int = 0
 
 
-def extension_of(data: bytes) -> str:
-    """The file extension an image's bytes are written with (``jpg``, ``png``, ``webp``, ...; ``img`` if unknown)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for signature, extension in _SIGNATURES:
-        if data.startswith(signature):
-            return extension
-    return "img"
-
-
 def _rows(path: Path, output: Path):
     """The reader of ``path``'s rows (its handle too), the folder of ``output`` made."""
     csv.field_size_limit(sys.maxsize)   # one cell may hold a large image
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as error:
         raise UserError(f"{path}: cannot be read ({error.strerror or error}).") from None
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -60,9 +47,9 @@ def _header(reader, path: Path) -> list[str]:
     header = next(reader, None)
     if not header:
         raise UserError(f"{path}: empty file; expected a CSV with a header (columns ending in {IMAGE_SUFFIX}).")
-    if not any(name.endswith(IMAGE_SUFFIX) for name in header):
+    if not any(name.strip().endswith(IMAGE_SUFFIX) for name in header):
         raise UserError(f"{path}: no column ending in {IMAGE_SUFFIX} in the header {header[:10]}.")
-    return header
+    return [name.strip() for name in header]
 
 
 def _rewrite(source: Path, output: Path, convert, inference: bool = False) -> Conversion:
@@ -115,6 +102,9 @@ def extract(source: Path, output: Path, folder: str = "images") -> Conversion:
     is not valid base64 stays as it is, with a warning."""
     from multimodal.classifier.images import ImageDecodeError, decode_base64
 
+    if Path(folder).is_absolute() or ".." in Path(folder).parts:
+        raise UserError(f"--folder {folder!r}: give a subfolder of the output CSV's folder (the paths written are "
+                        "relative to it, as training reads them).")
     root = output.parent
     (root / folder).mkdir(parents=True, exist_ok=True)
 
@@ -128,6 +118,8 @@ def extract(source: Path, output: Path, folder: str = "images") -> Conversion:
             result.failed += 1
             return cell
         name = f"{folder}/{line:06d}-{_plain(column)}.{extension_of(data)}"
+        if (root / name).exists():   # two columns whose names read the same as file names
+            name = f"{folder}/{line:06d}-{_plain(column)}-{result.converted}.{extension_of(data)}"
         (root / name).write_bytes(data)
         result.converted += 1
         return name

@@ -71,6 +71,7 @@ def test_a_path_is_read_inside_the_folder_and_links_inside_are_followed(folder):
     ("images/out.jpg", "outside"),
     ("images/none.jpg", "no file"),
     ("images.dir", "no file"),
+    ("images/a\x00.jpg", "NUL"),
 ])
 def test_paths_that_leave_the_folder_or_name_nothing_are_refused(folder, cell, words):
     with pytest.raises(ImagePathError, match=words):
@@ -117,3 +118,5 @@ def test_a_model_predicts_from_paths_what_it_predicts_from_base64(fitted, test_f
     with pytest.raises(UserError, match=r"row \d+ \(ID='r\d+'\), column 'photo_image': 'images/\d+\.jpg' is an "
                                         r"image path, and no image folder was given"):
         fitted.predict_proba(paths)
+    with pytest.raises(UserError, match=r"lacks feature column\(s\) \['photo_image'\]"):
+        fitted.predict_proba(paths.drop(columns=["photo_image"]))   # an absent column is named as before

@@ -91,3 +91,35 @@ def test_root_comes_from_sagemaker_base_dir():
     assert paths.hyperparameters_file.as_posix() == "/tmp/x/input/config/hyperparameters.json"
     assert paths.failure_file.as_posix() == "/tmp/x/output/failure"
     assert paths.channel_pipe("train").as_posix() == "/tmp/x/input/data/train_0"
+
+
+def test_image_files_beside_the_csv_files_are_not_read_as_data(tmp_path):
+    import base64
+
+    from synthetic import jpeg_base64
+
+    paths = SageMakerPaths(tmp_path)
+    channel = paths.channel_dir("train")
+    (channel / "images").mkdir(parents=True)
+    (channel / "part-0.csv").write_text("x_num,photo_image,label\n1,images/a.jpg,a\n2,images/b,b\n")
+    (channel / "bmi.csv").write_text("BMI_num,photo_image,label\n3,,a\n")   # "BM": a bitmap's first letters
+    (channel / "images" / "a.jpg").write_bytes(base64.b64decode(jpeg_base64((1, 2, 3))))
+    (channel / "images" / "b").write_bytes(base64.b64decode(jpeg_base64((1, 2, 3), fmt="PNG")))   # no extension
+    from multimodal.sagemaker.csv_input import list_data_files
+
+    assert [p.name for p in list_data_files(channel)] == ["bmi.csv", "part-0.csv"]
+
+
+def test_image_paths_are_refused_where_the_files_cannot_be_beside_the_rows(tmp_path):
+    from multimodal.sagemaker.channels import read_channels
+
+    paths = SageMakerPaths(tmp_path)
+    channel = paths.channel_dir("train")
+    channel.mkdir(parents=True)
+    (channel / "part-0.csv").write_text("x_num,photo_image,label\n1,,a\n2,images/b.png,b\n")
+    sharded = {"train": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}}
+    with pytest.raises(UserError, match=r"channel 'train' \(ShardedByS3Key\), data row 2, column 'photo_image': "
+                                        r"'images/b.png' is an image path, but ShardedByS3Key deals each S3 object"):
+        read_channels(paths, sharded, gather=lambda own: own)
+    train, _ = read_channels(paths, {"train": {"TrainingInputMode": "File"}})   # one host: read as it is
+    assert train["photo_image"].tolist()[1] == "images/b.png"

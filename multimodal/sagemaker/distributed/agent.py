@@ -107,7 +107,7 @@ class HostAgent:
         embeddings by row). None when this host got no file of the channel."""
         from multimodal.classifier.labels import drop_missing_labels
         from multimodal.classifier.schema import LABEL_COLUMN, infer_schema
-        from multimodal.sagemaker.channels import channel_files, read_channel
+        from multimodal.sagemaker.channels import SHARDED_PATHS, channel_files, read_channel, refuse_image_paths
         from multimodal.sagemaker.paths import SageMakerPaths
 
         paths = SageMakerPaths.from_environment()
@@ -117,6 +117,7 @@ class HostAgent:
             return None
         started = time.monotonic()
         table = read_channel(paths, "train", settings).frame
+        refuse_image_paths(table, f"host {self.host}: channel 'train' (ShardedByS3Key)", SHARDED_PATHS)
         table = drop_missing_labels(table, LABEL_COLUMN, allow_empty=True).reset_index(drop=True)
         schema = infer_schema(table.columns, source=f"host {self.host}'s shard of channel 'train'", warn=False)
         # As ``split_modalities`` gives them to the leader's fit: a missing cell is "".
