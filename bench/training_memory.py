@@ -26,7 +26,7 @@ TRAIN = str(common.ROOT / ".venv" / "bin" / "train")
 
 
 def write_tree(root: Path, rows: int, cells: list[str], image_components: int | None = None,
-               form: str = "base64") -> int:
+               form: str = "base64", minutes: float = 4.0) -> int:
     """An /opt/ml tree with ``rows`` image rows (``form`` paths: each photo a file beside the CSV, the cells its
     path); returns the CSV's size in bytes."""
     import base64
@@ -46,7 +46,7 @@ def write_tree(root: Path, rows: int, cells: list[str], image_components: int | 
     data = root / "input" / "data" / "train"
     for directory in (config, data, root / "model", root / "output"):
         directory.mkdir(parents=True)
-    hyperparameters = {"quality": "toy", "n_mins": "4", "num_folds": "3"}
+    hyperparameters = {"quality": "toy", "n_mins": f"{minutes:g}", "num_folds": "3"}
     if image_components is not None:
         hyperparameters["image_components"] = str(image_components)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--form", choices=["base64", "paths"], default="base64",
                         help="images in the CSV as base64 (default) or as files beside it named by path")
     parser.add_argument("--scale", type=float, default=1.0, help="photo side times this (larger files)")
+    parser.add_argument("--minutes", type=float, default=4.0, help="each job's time budget (default 4)")
     args = parser.parse_args()
     cells = common.photo_cells(300, scale=args.scale)
     print(f"{len(cells)} distinct photos, mean {sum(len(c) * 3 / 4 for c in cells) / len(cells) / 1024:.0f} KB "
@@ -93,7 +94,7 @@ def main() -> None:
     results = []
     for rows in (args.small, args.large):
         with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
-            csv_bytes = write_tree(Path(scratch), rows, cells, args.image_components, args.form)
+            csv_bytes = write_tree(Path(scratch), rows, cells, args.image_components, args.form, args.minutes)
             rss_kb, seconds = peak_rss_kb(Path(scratch))
         results.append((rows, csv_bytes, rss_kb, seconds))
     common.print_table("Training peak RSS (fresh `train` process each)",
