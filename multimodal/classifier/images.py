@@ -300,7 +300,7 @@ def resolve_precision(setting: str | None, device) -> str:
     return "fp32"
 
 
-def _prepare(cell: str, folder: ImageFolder | None) -> np.ndarray | ImageDecodeError:
+def _prepare(cell: str, folder: ImageFolder | None = None) -> np.ndarray | ImageDecodeError:
     """One non-empty cell as a 224x224 uint8 image, or the decode error."""
     try:
         return crop_224(decode_image(cell, folder))
