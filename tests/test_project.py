@@ -25,10 +25,13 @@ def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_command():
 
 
 def test_readme_lists_every_hyperparameter_with_its_default():
-    for entry in json.loads(SPEC_PATH.read_text()):
+    from multimodal.sagemaker.training_job import JOB_SPEC_PATH
+
+    for entry in json.loads(SPEC_PATH.read_text()) + json.loads(JOB_SPEC_PATH.read_text()):
         row = re.search(rf"^\| `{entry['Name']}` \|.*$", README, flags=re.M)
         assert row, f"{entry['Name']} missing from the README table"
-        assert f"`{entry['DefaultValue']}`" in row.group(0), f"{entry['Name']} default differs in the README"
+        default = f"`{entry['DefaultValue']}`" if entry["DefaultValue"] else "(empty)"
+        assert default in row.group(0), f"{entry['Name']} default differs in the README"
 
 
 def test_demo_dataset_is_small_real_and_has_all_four_modalities():

@@ -1,8 +1,9 @@
 """The algorithm's hyperparameters, declared once as data in ``hyperparameter_specification.json``.
 
-That file is a ``SupportedHyperParameters`` list for SageMaker ``CreateAlgorithm``; this module reads
-it and is the only place where raw values (strings from ``hyperparameters.json``, JSON-encoded
-strings from SDK framework estimators, or Python values) become typed, range-checked values.
+That file is a ``SupportedHyperParameters`` list for SageMaker ``CreateAlgorithm`` (the training job adds its
+own few, on reading its channels, from ``multimodal/sagemaker/job_hyperparameters.json``, in the same form);
+this module reads such lists and is the only place where raw values (strings from ``hyperparameters.json``,
+JSON-encoded strings from SDK framework estimators, or Python values) become typed, range-checked values.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from multimodal.errors import UserError
 SPEC_FILE_NAME = "hyperparameter_specification.json"
 # Package data, found wherever the package is installed (the repository root links to it).
 SPEC_PATH = Path(str(resources.files("multimodal.classifier").joinpath(SPEC_FILE_NAME)))
+MAX_TEXT_CHARS = 2500   # SageMaker's limit on a hyperparameter value
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Hyperparameter:
 
     def allowed(self) -> str:
         """Words for the allowed values, used in error messages."""
+        if self.type == "FreeText":
+            return f"text of at most {MAX_TEXT_CHARS} characters"
         if self.type == "Categorical":
             return "one of " + ", ".join(repr(v) for v in self.values)
         kind = "an integer" if self.type == "Integer" else "a number"
@@ -45,6 +49,11 @@ class Hyperparameter:
     def parse(self, raw: Any) -> Any:
         """Turn a raw value into this hyperparameter's Python type, or raise ``UserError``."""
         value = _unwrap(raw)
+        if self.type == "FreeText":
+            text = value if isinstance(value, str) else json.dumps(value)
+            if len(text) > MAX_TEXT_CHARS:
+                raise self._error(raw)
+            return text.strip()
         if self.type == "Categorical":
             text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
             if text not in self.values:

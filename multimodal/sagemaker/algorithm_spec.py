@@ -1,5 +1,6 @@
 """The SageMaker ``CreateAlgorithm`` request, built from the project's declarations (no copy by hand):
-hyperparameters from ``hyperparameter_specification.json``, metrics and tuning objectives from
+hyperparameters from ``hyperparameter_specification.json`` (the classifier's) and ``job_hyperparameters.json``
+(the training job's), metrics and tuning objectives from
 ``metric_definitions.json``, channels from ``multimodal.sagemaker.channels``, content types from
 ``multimodal.sagemaker.serving.payloads``.
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from multimodal.sagemaker.channels import CHANNELS
 from multimodal.classifier.hyperparameters import SPEC_PATH
+from multimodal.sagemaker.training_job import JOB_SPEC_PATH
 from multimodal.sagemaker.serving.payloads import ACCEPT_TYPES, CONTENT_TYPES
 
 METRICS_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("metric_definitions.json")))  # package data
@@ -49,7 +51,8 @@ def create_algorithm_request(name: str, training_image: str, inference_image: st
         "AlgorithmDescription": DESCRIPTION,
         "TrainingSpecification": {
             "TrainingImage": training_image,
-            "SupportedHyperParameters": json.loads(SPEC_PATH.read_text(encoding="utf-8")),
+            "SupportedHyperParameters": (json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+                                         + json.loads(JOB_SPEC_PATH.read_text(encoding="utf-8"))),
             "SupportedTrainingInstanceTypes": TRAINING_INSTANCE_TYPES + gpus,
             "SupportsDistributedTraining": True,   # the hosts of a job train together on Ray
             "MetricDefinitions": metrics["MetricDefinitions"],

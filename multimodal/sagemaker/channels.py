@@ -3,8 +3,12 @@
 File and FastFile mode: every data file under ``input/data/<channel>/``, recursively and whatever its name
 (S3 keys keep their producers' names: ``part-00000`` without extension, partition folders), skipping hidden
 files and ``_SUCCESS``-style markers; gzip is told by its first bytes. Pipe mode: the FIFO
-``input/data/<channel>_0``, streamed once (every S3 object's header line arrives in the stream and is
-dropped). The channel settings that cannot work are refused before anything is read.
+``input/data/<channel>_0``, streamed once: CSV objects one after another (every S3 object's header line
+arrives in the stream and is dropped); with ``RecordWrapperType=RecordIO`` one RecordIO record per S3 object,
+or, for an augmented manifest, one per attribute of each manifest line (``augmented_manifest``; the
+attributes are the channel's ``AttributeNames``, which ``inputdataconfig.json`` may not carry: hyperparameter
+``attribute_names`` gives them). The stream's first bytes tell RecordIO from CSV. The channel settings that
+cannot work are refused before anything is read.
 
 Image cells may be paths of image files relative to the channel directory (``image_files``' rule), delivered
 beside the CSV files in File and FastFile mode; Pipe mode streams the CSV alone, and ShardedByS3Key on
@@ -12,6 +16,7 @@ several hosts deals the image files apart from the rows that name them, so a pat
 """
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -20,14 +25,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from multimodal.sagemaker.csv_input import CsvSource, CsvTable, list_data_files, read_csv_table
+from multimodal.sagemaker import recordio
+from multimodal.sagemaker.csv_input import CsvSource, CsvTable, PrefixedStream, list_data_files, read_csv_table
+from multimodal.classifier.image_files import extension_of
 from multimodal.errors import PlatformError, UserError
 from multimodal.sagemaker.paths import SageMakerPaths
 
 logger = logging.getLogger(__name__)
 
 INPUT_MODES = ("File", "FastFile", "Pipe")
-CONTENT_TYPES = ("text/csv", "text/csv;header=present", "application/x-csv")
+CONTENT_TYPES = ("text/csv", "text/csv;header=present", "application/x-csv", "application/x-recordio")
+WRAPPER_TYPES = ("None", "RecordIO")
 COMPRESSION_TYPES = ("None", "Gzip")
 PIPE_WAIT_SECONDS = 30.0
 
@@ -51,10 +59,12 @@ CHANNELS = (
 )
 
 
-def validate_input_data_config(config: dict, hosts: int = 1) -> dict[str, dict]:
+def validate_input_data_config(config: dict, hosts: int = 1, attribute_names: tuple[str, ...] = ()) -> dict[str, dict]:
     """Check ``inputdataconfig.json``: known channels only, the required ones present, supported settings;
     ``hosts`` is the job's instance count (above 1, only channel 'train' may be sharded by S3 key: the leader
-    gathers its shards; the validation report is the leader's alone)."""
+    gathers its shards; the validation report is the leader's alone). Returns the channels' settings, each
+    Pipe-mode channel's ``AttributeNames`` filled in from ``attribute_names`` (hyperparameter
+    ``attribute_names``) where the config does not list them."""
     specs = {spec.name: spec for spec in CHANNELS}
     unknown = sorted(set(config) - set(specs))
     if unknown:
@@ -76,14 +86,23 @@ def validate_input_data_config(config: dict, hosts: int = 1) -> dict[str, dict]:
             raise UserError(f"channel '{name}': compression {compression!r} is not supported; "
                             f"use one of {list(spec.compression_types)}.")
         wrapper = settings.get("RecordWrapperType", "None") or "None"
-        if wrapper != "None":
-            raise UserError(f"channel '{name}': RecordWrapperType {wrapper!r} is not supported; this algorithm "
-                            "reads plain CSV files (RecordWrapperType None).")
+        if wrapper not in WRAPPER_TYPES:
+            raise UserError(f"channel '{name}': RecordWrapperType {wrapper!r} is not supported; use one of "
+                            f"{list(WRAPPER_TYPES)}.")
+        if wrapper == "RecordIO" and mode != "Pipe":
+            raise UserError(f"channel '{name}': RecordWrapperType RecordIO applies in Pipe mode only; set it to None "
+                            f"in {mode} mode (the files are read as they are).")
         data_type = settings.get("S3DataType") or ("AugmentedManifestFile" if settings.get("AttributeNames")
                                                    else "S3Prefix")
-        if data_type == "AugmentedManifestFile":
-            raise UserError(f"channel '{name}': an AugmentedManifestFile is not supported; give the channel an S3 "
-                            "prefix (or a ManifestFile) of CSV files with a header.")
+        if data_type == "AugmentedManifestFile" and mode != "Pipe":
+            raise UserError(f"channel '{name}': an AugmentedManifestFile streams in Pipe mode only; set the channel's "
+                            "TrainingInputMode to Pipe (and RecordWrapperType to RecordIO).")
+        if data_type == "AugmentedManifestFile" and wrapper == "None":
+            raise UserError(f"channel '{name}': an AugmentedManifestFile with RecordWrapperType None streams its "
+                            "attributes with nothing between them (an image's bytes run into the next value); set "
+                            "RecordWrapperType to RecordIO.")
+        if mode == "Pipe" and attribute_names and not settings.get("AttributeNames"):
+            config = {**config, name: {**settings, "AttributeNames": list(attribute_names)}}
         if is_sharded(settings) and hosts > 1 and name != "train":
             raise UserError(f"channel '{name}': S3DataDistributionType ShardedByS3Key on {hosts} instances would "
                             "report on part of the data (the first instance reports alone); use FullyReplicated "
@@ -119,7 +138,8 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
     if mode == "Pipe":
         pipe = paths.channel_pipe(name)
         _wait_for_pipe(pipe)
-        sources = [CsvSource(pipe, f"channel '{name}' (Pipe mode stream)")]
+        with open(pipe, "rb", buffering=0) as raw:
+            table, sources = _read_stream(pipe, raw, name, tuple(settings.get("AttributeNames") or ()))
     else:
         directory = paths.channel_dir(name)
         if not directory.is_dir():
@@ -130,7 +150,7 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
             raise UserError(f"channel '{name}' has no data files (skipped: {skipped or 'nothing'}; hidden files, "
                             "markers such as _SUCCESS and empty files are not read).")
         sources = [CsvSource.file(f, str(f.relative_to(directory))) for f in files]
-    table = read_csv_table(sources)
+        table = read_csv_table(sources)
     if mode == "Pipe":
         refuse_image_paths(table.frame, f"channel '{name}' (Pipe mode stream)",
                            "Pipe mode streams the CSV files alone and delivers no image file: use File or FastFile "
@@ -138,6 +158,34 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
     logger.info("channel '%s' (%s mode): %d rows from %d source(s) in %.1f s", name, mode, len(table.frame),
                 len(sources), time.monotonic() - started)
     return table
+
+
+def _read_stream(pipe: Path, raw, name: str, attribute_names: tuple[str, ...]) -> tuple[CsvTable, list]:
+    """A Pipe-mode stream's table and sources: CSV, RecordIO records of CSV objects, or an augmented manifest's
+    attribute records (``attribute_names`` given), told by the stream's first bytes."""
+    where = f"channel '{name}' (Pipe mode stream)"
+    head = recordio.read_exactly(raw, len(recordio.MAGIC_BYTES))
+    stream = PrefixedStream(head, raw)
+    if head != recordio.MAGIC_BYTES:
+        if attribute_names:
+            raise UserError(f"{where}: attribute_names {list(attribute_names)} name an augmented manifest's "
+                            "attributes, but the stream is not RecordIO-framed; set the channel's RecordWrapperType "
+                            "to RecordIO (or leave attribute_names out for CSV files).")
+        sources = [CsvSource(pipe, where, stream=stream)]
+        return read_csv_table(sources), sources
+    records = recordio.read_records(io.BufferedReader(stream, buffer_size=1 << 20), where)
+    if attribute_names:
+        from multimodal.sagemaker.augmented_manifest import read_manifest_records
+
+        source = CsvSource(pipe, f"channel '{name}' (augmented manifest, Pipe mode)")
+        return read_manifest_records(records, attribute_names, source), [source]
+    sources = [CsvSource(pipe, f"{where}, RecordIO record {index + 1}", data=record)
+               for index, record in enumerate(records)]
+    if sources and extension_of(sources[0].data[:16]) != "img":
+        raise UserError(f"{where}: RecordIO record 1 is an image, not a CSV file: for an augmented manifest, set "
+                        "hyperparameter attribute_names to the channel's AttributeNames (for example "
+                        "'[\"photo_image-ref\", \"label\"]').")
+    return read_csv_table(sources), sources
 
 
 SHARDED_PATHS = ("ShardedByS3Key deals each S3 object to one host, the image files apart from the CSV rows that "

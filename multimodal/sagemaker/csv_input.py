@@ -17,9 +17,9 @@ import gzip
 import io
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -28,11 +28,11 @@ from multimodal.errors import UserError
 from multimodal.classifier.features import BadValueError, parse_numeric
 from multimodal.classifier.labels import label_values
 from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN, column_role, find_duplicates
+from multimodal.sagemaker.recordio import MAGIC_BYTES as RECORDIO_MAGIC, read_exactly
 
 logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
-RECORDIO_MAGIC = b"\x0a\x23\xd7\xce"   # MXNet RecordIO (0xced7230a little-endian), as RecordWrapperType=RecordIO frames
 # What Spark, Glue, Athena and Hadoop put beside their data files: markers and checksums.
 MARKER_PREFIXES = (".", "_")
 LOGGED_FILES = 20   # the log names this many files (and the last one) with their row counts
@@ -42,10 +42,14 @@ csv.field_size_limit(2**31 - 1)
 @dataclass(frozen=True)
 class CsvSource:
     """One CSV stream: a file, or a Pipe-mode FIFO. ``name`` is what messages call it (a file's path
-    below its channel directory). gzip is told by the first bytes, not by the name."""
+    below its channel directory). gzip is told by the first bytes, not by the name. ``data`` (an object's
+    bytes, as a RecordIO record carries it) or ``stream`` (a binary stream already opened, read once: a FIFO
+    whose first bytes were looked at) is read instead of opening ``path``."""
 
     path: Path
     name: str = ""
+    data: bytes | None = field(default=None, repr=False)
+    stream: Any = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -99,8 +103,9 @@ def list_data_files(directory: Path) -> list[Path]:
     return found
 
 
-class _Prefixed(io.RawIOBase):
-    """A byte stream whose first bytes were already read (to tell gzip from text on a FIFO, which cannot seek)."""
+class PrefixedStream(io.RawIOBase):
+    """A byte stream whose first bytes were already read (to tell gzip, RecordIO and text apart on a FIFO, which
+    cannot seek): ``head`` and then the rest of ``rest``."""
 
     def __init__(self, head: bytes, rest):
         self._head, self._rest = head, rest
@@ -121,17 +126,19 @@ class _Prefixed(io.RawIOBase):
 @contextlib.contextmanager
 def _open_text(source: CsvSource):
     """The source as text; gzip (one member or many, as Pipe mode streams gzip objects) told by its first bytes."""
-    with open(source.path, "rb", buffering=0) as raw:
-        head = b""
-        while len(head) < len(RECORDIO_MAGIC):
-            chunk = raw.read(len(RECORDIO_MAGIC) - len(head))
-            if not chunk:
-                break
-            head += chunk
+    if source.data is not None:
+        opened = contextlib.nullcontext(io.BytesIO(source.data))
+    elif source.stream is not None:
+        opened = contextlib.nullcontext(source.stream)
+    else:
+        opened = open(source.path, "rb", buffering=0)
+    with opened as raw:
+        head = read_exactly(raw, len(RECORDIO_MAGIC))
         if head == RECORDIO_MAGIC:
-            raise UserError(f"{source.label}: RecordIO-framed records (RecordWrapperType RecordIO or an augmented "
-                            "manifest); this algorithm reads plain CSV files with a header.")
-        stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=1 << 20)
+            raise UserError(f"{source.label}: RecordIO-framed records; this algorithm reads them from a Pipe-mode "
+                            "channel (RecordWrapperType RecordIO, or an augmented manifest) and reads plain CSV "
+                            "files with a header otherwise.")
+        stream = io.BufferedReader(PrefixedStream(head, raw), buffer_size=1 << 20)
         if head[:2] == GZIP_MAGIC:
             stream = gzip.GzipFile(fileobj=stream, mode="rb")
         with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as text:

@@ -11,12 +11,14 @@ import os
 import shutil
 import textwrap
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from multimodal.classifier import hyperparameters as hp
+from multimodal.sagemaker.augmented_manifest import parse_attribute_names
 from multimodal.sagemaker.channels import (
     channels_on_disk, image_folder, is_sharded, read_channels, validate_input_data_config,
 )
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Keys SageMaker or its SDK add to hyperparameters.json that are not the algorithm's own.
 RESERVED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
+JOB_SPEC_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("job_hyperparameters.json")))  # package data
 
 
 def read_json(path: Path, default=None):
@@ -43,13 +46,15 @@ def read_json(path: Path, default=None):
         raise UserError(f"{path.name} is not valid JSON ({error}).") from None
 
 
-def read_hyperparameters(paths: SageMakerPaths) -> dict:
-    """The typed hyperparameters from ``hyperparameters.json`` (reserved SageMaker keys dropped)."""
+def read_hyperparameters(paths: SageMakerPaths) -> tuple[dict, dict]:
+    """The typed hyperparameters from ``hyperparameters.json`` (reserved SageMaker keys dropped): the classifier's
+    and the job's own (``job_hyperparameters.json``: how to read the channels)."""
     raw = read_json(paths.hyperparameters_file, {})
     if not isinstance(raw, dict):
         raise UserError("hyperparameters.json must hold a JSON object of name: value.")
     own = {k: v for k, v in raw.items() if not k.startswith(RESERVED_PREFIXES)}
-    return hp.validate(own)
+    job = {h.name: h.parse(own.pop(h.name, h.default)) for h in hp.load_specification(JOB_SPEC_PATH)}
+    return hp.validate(own), job
 
 
 def clear_directory(directory: Path) -> None:
@@ -110,13 +115,14 @@ def run_training(paths: SageMakerPaths) -> None:
     from multimodal.sagemaker import environment
 
     started = time.monotonic()
-    params = read_hyperparameters(paths)
+    params, job_params = read_hyperparameters(paths)
     config = read_json(paths.input_data_config_file, None)
     if config is None:
         config = channels_on_disk(paths)
         logger.info("no inputdataconfig.json: using the channel directories present (%s)", sorted(config))
     hosts = JobHosts.read(paths)
-    channels = validate_input_data_config(config, hosts=hosts.count)
+    channels = validate_input_data_config(config, hosts=hosts.count,
+                                          attribute_names=parse_attribute_names(job_params["attribute_names"]))
     if not hosts.is_leader:
         from multimodal.sagemaker.distributed.worker import run_worker
 
@@ -124,7 +130,8 @@ def run_training(paths: SageMakerPaths) -> None:
                     hosts.leader)
         run_worker(hosts)
         return
-    logger.info("hyperparameters: %s", json.dumps(params, sort_keys=True))
+    logger.info("hyperparameters: %s", json.dumps({**params, **{k: v for k, v in job_params.items() if v}},
+                                                  sort_keys=True))
     budget = TimeBudget(hp.time_budget_seconds(params), started)
     executor = None
     if hosts.count > 1:

@@ -3,6 +3,7 @@ import json
 from multimodal.sagemaker import aws_shapes
 from multimodal.sagemaker.algorithm_spec import create_algorithm_request, main
 from multimodal.classifier.hyperparameters import SPEC_PATH
+from multimodal.sagemaker.training_job import JOB_SPEC_PATH
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/multimodal-{}:0.1.0"
 
@@ -11,7 +12,8 @@ def test_request_is_valid_for_botocores_create_algorithm_shape_including_strict_
     request = create_algorithm_request("multimodal-classification", IMAGE.format("training"), IMAGE.format("inference"))
     assert aws_shapes.problems(request, aws_shapes.input_shape("CreateAlgorithm")) == []
     training = request["TrainingSpecification"]
-    assert training["SupportedHyperParameters"] == json.loads(SPEC_PATH.read_text()), "straight from the spec file"
+    assert training["SupportedHyperParameters"] == json.loads(SPEC_PATH.read_text()) + json.loads(
+        JOB_SPEC_PATH.read_text()), "straight from the spec files"
     assert [c["Name"] for c in training["TrainingChannels"]] == ["train", "validation"]
     assert {"File", "Pipe", "FastFile"} == set(training["TrainingChannels"][0]["SupportedInputModes"])
     assert "text/csv" in request["InferenceSpecification"]["SupportedContentTypes"]

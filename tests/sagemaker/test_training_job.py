@@ -124,6 +124,40 @@ def test_image_paths_in_pipe_mode_fail_before_training_naming_the_row(tmp_path):
     assert not (root / "model" / "model_config.json").exists()
 
 
+def test_an_augmented_manifest_in_pipe_mode_trains_on_its_objects_and_attributes(tmp_path):
+    """Ground Truth's output as SageMaker streams it: one RecordIO record per listed attribute and manifest line,
+    an image object's bytes for a '-ref' attribute, inputdataconfig.json without the attribute names."""
+    import base64
+
+    from multimodal.sagemaker.recordio import frame_records
+
+    frame = make_frame(45, seed=6, missing=0.0)
+    names = ["ID", "title_text", "weight_num", "photo_image-ref", "pets-job", "pets-job-metadata"]
+    records = []
+    for row in frame.itertuples():
+        records += [json.dumps(row.ID).encode(), json.dumps(row.title_text).encode(),
+                    json.dumps(row.weight_num).encode(), base64.b64decode(row.photo_image),
+                    json.dumps(row.label).encode(), b'{"class-name": "x", "human-annotated": "yes"}']
+    root = make_tree(tmp_path, {}, {**FAST_HP, "attribute_names": json.dumps(json.dumps(names))})
+    (root / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(
+        {"train": {"ContentType": "application/x-recordio", "TrainingInputMode": "Pipe",
+                   "S3DistributionType": "FullyReplicated", "RecordWrapperType": "RecordIO"}}))
+    pipe = root / "input" / "data" / "train_0"
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_bytes(b"".join(frame_records(records))), daemon=True)
+    writer.start()
+    result = run_train(root)
+    writer.join(timeout=5)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("augmented manifest, Pipe mode): 45 manifest lines, attributes ['ID', 'title_text', 'weight_num', "
+            "'photo_image-ref', 'pets-job'] as columns ['ID', 'title_text', 'weight_num', 'photo_image', 'label'] "
+            "(['pets-job-metadata'] skipped)") in result.stdout
+    assert "column 'photo_image': embedded 45 images" in result.stdout
+    config = json.loads((root / "model" / "model_config.json").read_text())
+    assert config["schema"]["columns"] == ["ID", "title_text", "weight_num", "photo_image", "label"]
+
+
 def test_a_one_host_job_never_imports_ray(tmp_path):
     """Ray is for jobs on several instances: one host trains as before, without it (AutoGluon's defaults change
     when Ray is imported)."""
@@ -278,8 +312,9 @@ def test_a_job_with_only_n_mins_trains_the_classifiers_default(tmp_path):
     paths = SageMakerPaths(tmp_path)
     paths.hyperparameters_file.parent.mkdir(parents=True)
     paths.hyperparameters_file.write_text(json.dumps({"n_mins": "4", "sagemaker_region": "\"eu-west-1\""}))
-    job = read_hyperparameters(paths)
+    job, channel_settings = read_hyperparameters(paths)
     python = {k: v for k, v in MultimodalClassifier(n_mins=4).get_params().items()
               if k not in ("image_weights", "image_precision")}
     assert job == hp.validate(python)
+    assert channel_settings == {"attribute_names": ""}, "the job's own hyperparameters, apart from the classifier's"
     assert job["quality"] == "light", "the default chosen by the accuracy study"
