@@ -116,22 +116,22 @@ class ImageFolder:
         return f"ImageFolder({str(self.root)!r})"
 
 
-def first_path_cell(cells) -> int | None:
-    """The position of the first cell that names a file, or None."""
-    for position, cell in enumerate(cells):
-        if is_path_cell(cell):
-            return position
+def find_path_cell(frame, columns) -> tuple[str, int, str] | None:
+    """The first cell of ``frame``'s image ``columns`` that names a file, as (column, row position, the cell cut
+    to 80 characters), or None; an absent column is skipped (it is reported where it is read)."""
+    for column in (c for c in columns if c in frame.columns):
+        for position, cell in enumerate(frame[column].tolist()):
+            if is_path_cell(cell):
+                return column, position, str(cell)[:80]
     return None
 
 
 def require_folder_for_paths(frame, columns, folder: ImageFolder | None, describe_row) -> None:
     """Without a ``folder``, refuse a table whose image ``columns`` name files: ``UserError`` at the first such
     cell (``describe_row(position)`` names its row)."""
-    if folder is not None:
-        return
-    for column in (c for c in columns if c in frame.columns):   # an absent column is reported where it is read
-        position = first_path_cell(frame[column].tolist())
-        if position is not None:
-            raise UserError(f"{describe_row(position)}, column '{column}': {str(frame[column].iloc[position])[:80]!r} "
-                            "is an image path, and no image folder was given to read it from: pass image_folder= "
-                            "(the directory the paths are relative to), or give the image's bytes in base64.")
+    found = None if folder is not None else find_path_cell(frame, columns)
+    if found is not None:
+        column, position, cell = found
+        raise UserError(f"{describe_row(position)}, column '{column}': {cell!r} is an image path, and no image "
+                        "folder was given to read it from: pass image_folder= (the directory the paths are relative "
+                        "to), or give the image's bytes in base64.")

@@ -30,7 +30,8 @@ TRAINING_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml
 TRANSFORM_INSTANCE_TYPES = ["ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge", "ml.c5.2xlarge",
                             "ml.m7i.xlarge", "ml.m7i.2xlarge", "ml.c7i.2xlarge"]
 GPU_INSTANCE_TYPES = ["ml.g5.xlarge", "ml.g5.2xlarge", "ml.g6.xlarge", "ml.g6.2xlarge"]
-DESCRIPTION = ("Multimodal classification of CSV rows with text, numeric, categorical and base64 image columns: "
+DESCRIPTION = ("Multimodal classification of CSV rows (or augmented manifests) with text, numeric, categorical and "
+               "image columns (base64 or image files): "
                "one AutoGluon model per modality, ResNet50 image features, a TensorFlow fusion network.")
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from multimodal.sagemaker import recordio
 from multimodal.sagemaker.csv_input import CsvSource, CsvTable, PrefixedStream, list_data_files, read_csv_table
-from multimodal.classifier.image_files import extension_of
+from multimodal.classifier.image_files import extension_of, find_path_cell
 from multimodal.errors import PlatformError, UserError
 from multimodal.sagemaker.paths import SageMakerPaths
 
@@ -195,13 +195,10 @@ SHARDED_PATHS = ("ShardedByS3Key deals each S3 object to one host, the image fil
 def refuse_image_paths(frame: pd.DataFrame, where: str, why: str) -> None:
     """``UserError`` at the first image cell of ``frame`` that is a path (``where`` names the channel, ``why``
     says why paths cannot be read there)."""
-    from multimodal.classifier.image_files import first_path_cell
-
-    for column in (c for c in frame.columns if str(c).endswith("_image")):
-        position = first_path_cell(frame[column].tolist())
-        if position is not None:
-            raise UserError(f"{where}, data row {position + 1}, column '{column}': "
-                            f"{str(frame[column].iloc[position])[:80]!r} is an image path, but {why}")
+    found = find_path_cell(frame, [c for c in frame.columns if str(c).endswith("_image")])
+    if found is not None:
+        column, position, cell = found
+        raise UserError(f"{where}, data row {position + 1}, column '{column}': {cell!r} is an image path, but {why}")
 
 
 def image_folder(paths: SageMakerPaths, name: str, settings: dict):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from multimodal.errors import UserError
 from multimodal.classifier.features import BadValueError, is_missing, parse_numeric
-from multimodal.classifier.image_files import first_path_cell
+from multimodal.classifier.image_files import find_path_cell
 from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN, Schema
 
 CSV = "text/csv"
@@ -235,12 +235,11 @@ def parse_payload(body: bytes, content_type: str | None, schema: Schema) -> Pars
     if not body or not body.strip():
         raise PayloadError("the payload is empty; send one record per line.")
     parsed = PARSERS[kind](body, schema)
-    for column in schema.image:
-        position = first_path_cell(parsed.frame[column].tolist())
-        if position is not None:
-            raise PayloadError(f"{parsed.place(position)}, column '{column}': "
-                               f"{str(parsed.frame[column].iloc[position])[:80]!r} is an image path; an endpoint "
-                               "has no channel to read image files from: send the image file's bytes in base64.")
+    found = find_path_cell(parsed.frame, schema.image)
+    if found is not None:
+        column, position, cell = found
+        raise PayloadError(f"{parsed.place(position)}, column '{column}': {cell!r} is an image path; an endpoint "
+                           "has no channel to read image files from: send the image file's bytes in base64.")
     empty = np.ones(len(parsed.frame), dtype=bool)
     for column in schema.feature_columns:
         if column not in schema.numeric:
