@@ -25,7 +25,7 @@ def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_command():
 
 
 def test_readme_lists_every_hyperparameter_with_its_default():
-    from multimodal.sagemaker.training_job import JOB_SPEC_PATH
+    from multimodal.sagemaker.channels import JOB_SPEC_PATH
 
     for entry in json.loads(SPEC_PATH.read_text()) + json.loads(JOB_SPEC_PATH.read_text()):
         row = re.search(rf"^\| `{entry['Name']}` \|.*$", README, flags=re.M)

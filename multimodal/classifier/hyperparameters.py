@@ -50,7 +50,7 @@ class Hyperparameter:
         """Turn a raw value into this hyperparameter's Python type, or raise ``UserError``."""
         value = _unwrap(raw)
         if self.type == "FreeText":
-            text = value if isinstance(value, str) else json.dumps(value)
+            text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
             if len(text) > MAX_TEXT_CHARS:
                 raise self._error(raw)
             return text.strip()
@@ -131,16 +131,17 @@ def defaults() -> dict[str, Any]:
     return {h.name: h.parse(h.default) for h in load_specification() if h.default is not None}
 
 
-def validate(raw: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+def validate(raw: Mapping[str, Any], ignore: tuple[str, ...] = (), also_valid: tuple[str, ...] = ()) -> dict[str, Any]:
     """Typed, range-checked values for every hyperparameter: the given ones over the defaults.
 
-    Unknown names raise ``UserError`` listing the valid names; names in ``ignore`` (for example
-    SageMaker's ``_tuning_objective_metric``) are dropped silently.
+    Unknown names raise ``UserError`` listing the valid names (``also_valid``: names valid elsewhere, as the
+    training job's own, listed too); names in ``ignore`` (for example SageMaker's ``_tuning_objective_metric``)
+    are dropped silently.
     """
     declared = declarations()
     unknown = sorted(k for k in raw if k not in declared and k not in ignore)
     if unknown:
-        raise UserError(f"unknown hyperparameter(s) {unknown}; valid names: {sorted(declared)}.")
+        raise UserError(f"unknown hyperparameter(s) {unknown}; valid names: {sorted([*declared, *also_valid])}.")
     values = defaults()
     for name, value in raw.items():
         if name in declared:

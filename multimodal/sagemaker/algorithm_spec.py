@@ -16,7 +16,7 @@ from pathlib import Path
 
 from multimodal.sagemaker.channels import CHANNELS
 from multimodal.classifier.hyperparameters import SPEC_PATH
-from multimodal.sagemaker.training_job import JOB_SPEC_PATH
+from multimodal.sagemaker.channels import JOB_SPEC_PATH
 from multimodal.sagemaker.serving.payloads import ACCEPT_TYPES, CONTENT_TYPES
 
 METRICS_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("metric_definitions.json")))  # package data

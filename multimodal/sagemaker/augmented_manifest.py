@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -36,23 +37,45 @@ GROUND_TRUTH_COLUMNS = {"source-ref": "source_image", "source": "source_text"}
 PROGRESS_ROWS = 10_000
 
 
-def parse_attribute_names(text: str) -> tuple[str, ...]:
-    """The ``attribute_names`` hyperparameter as a tuple: a JSON list (``["source-ref", "label"]``, as
-    ``AttributeNames`` is written in a ``CreateTrainingJob`` request) or names separated by commas."""
+@dataclass(frozen=True)
+class AttributeNames:
+    """Hyperparameter ``attribute_names``: the names for every Pipe-mode RecordIO channel (``shared``), or each
+    named channel's own (``by_channel``)."""
+
+    shared: tuple[str, ...] = ()
+    by_channel: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.shared or self.by_channel)
+
+    def for_channel(self, name: str) -> tuple[str, ...]:
+        """The attribute names given for channel ``name`` (empty when none)."""
+        return self.by_channel.get(name, self.shared)
+
+
+def parse_attribute_names(text: str) -> AttributeNames:
+    """The ``attribute_names`` hyperparameter: a JSON list (``["source-ref", "label"]``, as ``AttributeNames`` is
+    written in a ``CreateTrainingJob`` request) or names separated by commas, for every Pipe-mode RecordIO
+    channel; or a JSON object of such lists by channel (``{"train": [...], "validation": [...]}``)."""
     text = (text or "").strip()
     if not text:
-        return ()
-    if text.startswith("["):
+        return AttributeNames()
+    if text.startswith(("[", "{")):
         try:
-            names = json.loads(text)
-        except ValueError:
-            names = None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise UserError(f"hyperparameter 'attribute_names' must be a JSON list of strings or names separated by "
-                            f"commas; got {text[:200]!r}.")
-    else:
-        names = text.split(",")
-    names = [n.strip() for n in names]
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, dict):
+            return AttributeNames(by_channel={str(k): _names(v, text) for k, v in value.items()})
+        return AttributeNames(shared=_names(value, text))
+    return AttributeNames(shared=_names(text.split(","), text))
+
+
+def _names(value, text: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise UserError(f"hyperparameter 'attribute_names' must be a JSON list of strings, names separated by commas, "
+                        f"or a JSON object of such lists by channel; got {text[:200]!r}.")
+    names = [n.strip() for n in value]
     if not all(names):
         raise UserError(f"hyperparameter 'attribute_names' has an empty name: {text[:200]!r}.")
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -97,22 +120,21 @@ def attribute_columns(names: Iterable[str]) -> dict[str, str | None]:
 
 
 def _value_cell(payload: bytes, column: str, where: str) -> str:
-    """A non-``-ref`` attribute's value as a text cell."""
+    """A non-``-ref`` attribute's value as a text cell: a JSON string's content, "" for JSON null, any other value
+    as streamed (``1.50`` stays ``1.50``; an object in a text column stays its JSON)."""
     text = _text(payload, where)
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    if isinstance(value, (dict, list)):
-        if column == LABEL_COLUMN:
-            raise UserError(f"{where}: the label is a JSON {type(value).__name__} ({text[:80]!r}); a label is one "
-                            "class (a string or a number).")
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return json.dumps(value)   # numbers and booleans as JSON writes them: 1, 1.5, true
+    if isinstance(value, (dict, list)) and column == LABEL_COLUMN:
+        raise UserError(f"{where}: the label is a JSON {type(value).__name__} ({text[:80]!r}); a label is one "
+                        "class (a string or a number).")
+    return text.strip()
 
 
 def _text(payload: bytes, where: str) -> str:

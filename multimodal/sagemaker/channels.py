@@ -17,16 +17,21 @@ several hosts deals the image files apart from the rows that name them, so a pat
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 from multimodal.sagemaker import recordio
-from multimodal.sagemaker.csv_input import CsvSource, CsvTable, PrefixedStream, list_data_files, read_csv_table
+from multimodal.sagemaker.augmented_manifest import AttributeNames, attribute_columns, read_manifest_records
+from multimodal.sagemaker.csv_input import (
+    GZIP_MAGIC, CsvSource, CsvTable, PrefixedStream, list_data_files, read_csv_table,
+)
 from multimodal.classifier.image_files import extension_of, find_path_cell
 from multimodal.errors import PlatformError, UserError
 from multimodal.sagemaker.paths import SageMakerPaths
@@ -38,6 +43,8 @@ CONTENT_TYPES = ("text/csv", "text/csv;header=present", "application/x-csv", "ap
 WRAPPER_TYPES = ("None", "RecordIO")
 COMPRESSION_TYPES = ("None", "Gzip")
 PIPE_WAIT_SECONDS = 30.0
+# The training job's own hyperparameters (how to read the channels), apart from the classifier's; package data.
+JOB_SPEC_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("job_hyperparameters.json")))
 
 
 @dataclass(frozen=True)
@@ -59,12 +66,13 @@ CHANNELS = (
 )
 
 
-def validate_input_data_config(config: dict, hosts: int = 1, attribute_names: tuple[str, ...] = ()) -> dict[str, dict]:
+def validate_input_data_config(config: dict, hosts: int = 1, attribute_names: AttributeNames = AttributeNames()
+                               ) -> dict[str, dict]:
     """Check ``inputdataconfig.json``: known channels only, the required ones present, supported settings;
     ``hosts`` is the job's instance count (above 1, only channel 'train' may be sharded by S3 key: the leader
-    gathers its shards; the validation report is the leader's alone). Returns the channels' settings, each
-    Pipe-mode channel's ``AttributeNames`` filled in from ``attribute_names`` (hyperparameter
-    ``attribute_names``) where the config does not list them."""
+    gathers its shards; the validation report is the leader's alone). Returns the channels' settings, the
+    ``AttributeNames`` of each Pipe-mode RecordIO channel filled in from hyperparameter ``attribute_names``
+    where the config does not list them, and checked (each attribute has a column, a label among them)."""
     specs = {spec.name: spec for spec in CHANNELS}
     unknown = sorted(set(config) - set(specs))
     if unknown:
@@ -72,42 +80,73 @@ def validate_input_data_config(config: dict, hosts: int = 1, attribute_names: tu
     missing = [spec.name for spec in CHANNELS if spec.required and spec.name not in config]
     if missing:
         raise UserError(f"the '{missing[0]}' channel is required (CSV files with a header and a 'label' column).")
+    unknown = sorted(set(attribute_names.by_channel) - set(config))
+    if unknown:
+        raise UserError(f"hyperparameter 'attribute_names' names channel(s) {unknown} that this job does not have "
+                        f"(its channels: {sorted(config)}).")
+    checked = {}
     for name, settings in config.items():
-        spec = specs[name]
-        mode = settings.get("TrainingInputMode", "File")
-        if mode not in spec.input_modes:
-            raise UserError(f"channel '{name}': input mode {mode!r} is not supported; use one of {list(spec.input_modes)}.")
-        content_type = (settings.get("ContentType") or "text/csv").replace(" ", "").lower()
-        if content_type not in spec.content_types:
-            raise UserError(f"channel '{name}': content type {settings.get('ContentType')!r} is not supported; "
-                            f"use one of {list(spec.content_types)}.")
-        compression = settings.get("CompressionType", "None") or "None"
-        if compression not in spec.compression_types:
-            raise UserError(f"channel '{name}': compression {compression!r} is not supported; "
-                            f"use one of {list(spec.compression_types)}.")
-        wrapper = settings.get("RecordWrapperType", "None") or "None"
-        if wrapper not in WRAPPER_TYPES:
-            raise UserError(f"channel '{name}': RecordWrapperType {wrapper!r} is not supported; use one of "
-                            f"{list(WRAPPER_TYPES)}.")
-        if wrapper == "RecordIO" and mode != "Pipe":
-            raise UserError(f"channel '{name}': RecordWrapperType RecordIO applies in Pipe mode only; set it to None "
-                            f"in {mode} mode (the files are read as they are).")
-        data_type = settings.get("S3DataType") or ("AugmentedManifestFile" if settings.get("AttributeNames")
-                                                   else "S3Prefix")
-        if data_type == "AugmentedManifestFile" and mode != "Pipe":
-            raise UserError(f"channel '{name}': an AugmentedManifestFile streams in Pipe mode only; set the channel's "
-                            "TrainingInputMode to Pipe (and RecordWrapperType to RecordIO).")
-        if data_type == "AugmentedManifestFile" and wrapper == "None":
-            raise UserError(f"channel '{name}': an AugmentedManifestFile with RecordWrapperType None streams its "
-                            "attributes with nothing between them (an image's bytes run into the next value); set "
-                            "RecordWrapperType to RecordIO.")
-        if mode == "Pipe" and attribute_names and not settings.get("AttributeNames"):
-            config = {**config, name: {**settings, "AttributeNames": list(attribute_names)}}
+        checked[name] = settings = _checked_channel(name, settings, specs[name], attribute_names)
         if is_sharded(settings) and hosts > 1 and name != "train":
             raise UserError(f"channel '{name}': S3DataDistributionType ShardedByS3Key on {hosts} instances would "
                             "report on part of the data (the first instance reports alone); use FullyReplicated "
                             "for this channel (channel 'train' may be sharded).")
-    return config
+    if attribute_names.shared and not any(s.get("AttributeNames") for s in checked.values()):
+        logger.warning("hyperparameter attribute_names %s is not used: no channel is in Pipe mode with "
+                       "RecordWrapperType RecordIO (an augmented manifest's channel needs both)",
+                       list(attribute_names.shared))
+    return checked
+
+
+def _checked_channel(name: str, settings: dict, spec: ChannelSpec, attribute_names: AttributeNames) -> dict:
+    """One channel's settings checked, its ``AttributeNames`` filled in (see ``validate_input_data_config``)."""
+    mode = settings.get("TrainingInputMode", "File")
+    if mode not in spec.input_modes:
+        raise UserError(f"channel '{name}': input mode {mode!r} is not supported; use one of {list(spec.input_modes)}.")
+    content_type = (settings.get("ContentType") or "text/csv").replace(" ", "").lower()
+    if content_type not in spec.content_types:
+        raise UserError(f"channel '{name}': content type {settings.get('ContentType')!r} is not supported; "
+                        f"use one of {list(spec.content_types)}.")
+    compression = settings.get("CompressionType", "None") or "None"
+    if compression not in spec.compression_types:
+        raise UserError(f"channel '{name}': compression {compression!r} is not supported; "
+                        f"use one of {list(spec.compression_types)}.")
+    wrapper = settings.get("RecordWrapperType", "None") or "None"
+    if wrapper not in WRAPPER_TYPES:
+        raise UserError(f"channel '{name}': RecordWrapperType {wrapper!r} is not supported; use one of "
+                        f"{list(WRAPPER_TYPES)}.")
+    if wrapper == "RecordIO" and mode != "Pipe":
+        raise UserError(f"channel '{name}': RecordWrapperType RecordIO applies in Pipe mode only; set it to None "
+                        f"in {mode} mode (the files are read as they are).")
+    listed = settings.get("AttributeNames")
+    if listed is not None and (not isinstance(listed, list) or not all(isinstance(n, str) and n for n in listed)):
+        raise UserError(f"channel '{name}': AttributeNames must be a list of names; got {json.dumps(listed)[:200]}.")
+    given = attribute_names.for_channel(name)
+    framed = mode == "Pipe" and wrapper == "RecordIO"
+    if name in attribute_names.by_channel and not framed:
+        raise UserError(f"hyperparameter 'attribute_names' lists attributes for channel '{name}', which is not in "
+                        "Pipe mode with RecordWrapperType RecordIO (an augmented manifest's channel needs both).")
+    if given and framed:
+        if not listed:
+            settings = {**settings, "AttributeNames": list(given)}
+        elif list(given) != listed:
+            logger.warning("channel '%s': AttributeNames %s in inputdataconfig.json, hyperparameter attribute_names "
+                           "%s: reading the channel's own", name, listed, list(given))
+    data_type = settings.get("S3DataType") or ("AugmentedManifestFile" if settings.get("AttributeNames")
+                                               else "S3Prefix")
+    if data_type == "AugmentedManifestFile" and mode != "Pipe":
+        raise UserError(f"channel '{name}': an AugmentedManifestFile streams in Pipe mode only; set the channel's "
+                        "TrainingInputMode to Pipe (and RecordWrapperType to RecordIO).")
+    if data_type == "AugmentedManifestFile" and wrapper == "None":
+        raise UserError(f"channel '{name}': an AugmentedManifestFile with RecordWrapperType None streams its "
+                        "attributes with nothing between them (an image's bytes run into the next value); set "
+                        "RecordWrapperType to RecordIO.")
+    if settings.get("AttributeNames"):
+        try:
+            attribute_columns(settings["AttributeNames"])
+        except UserError as error:
+            raise UserError(f"channel '{name}': {error}") from None
+    return settings
 
 
 def channels_on_disk(paths: SageMakerPaths) -> dict[str, dict]:
@@ -151,10 +190,6 @@ def read_channel(paths: SageMakerPaths, name: str, settings: dict) -> CsvTable:
                             "markers such as _SUCCESS and empty files are not read).")
         sources = [CsvSource.file(f, str(f.relative_to(directory))) for f in files]
         table = read_csv_table(sources)
-    if mode == "Pipe":
-        refuse_image_paths(table.frame, f"channel '{name}' (Pipe mode stream)",
-                           "Pipe mode streams the CSV files alone and delivers no image file: use File or FastFile "
-                           "mode for images given as paths (or give them in base64).")
     logger.info("channel '%s' (%s mode): %d rows from %d source(s) in %.1f s", name, mode, len(table.frame),
                 len(sources), time.monotonic() - started)
     return table
@@ -167,25 +202,66 @@ def _read_stream(pipe: Path, raw, name: str, attribute_names: tuple[str, ...]) -
     head = recordio.read_exactly(raw, len(recordio.MAGIC_BYTES))
     stream = PrefixedStream(head, raw)
     if head != recordio.MAGIC_BYTES:
+        if attribute_names and not head:
+            raise UserError(f"{where}: the stream is empty; the channel's augmented manifest streamed no record.")
         if attribute_names:
             raise UserError(f"{where}: attribute_names {list(attribute_names)} name an augmented manifest's "
                             "attributes, but the stream is not RecordIO-framed; set the channel's RecordWrapperType "
                             "to RecordIO (or leave attribute_names out for CSV files).")
         sources = [CsvSource(pipe, where, stream=stream)]
-        return read_csv_table(sources), sources
+        table = read_csv_table(sources)
+        refuse_image_paths(table.frame, where, "Pipe mode streams the CSV files alone and delivers no image file: "
+                                               "use File or FastFile mode for images given as paths (or give them in "
+                                               "base64).")
+        return table, sources
     records = recordio.read_records(io.BufferedReader(stream, buffer_size=1 << 20), where)
     if attribute_names:
-        from multimodal.sagemaker.augmented_manifest import read_manifest_records
-
         source = CsvSource(pipe, f"channel '{name}' (augmented manifest, Pipe mode)")
-        return read_manifest_records(records, attribute_names, source), [source]
-    sources = [CsvSource(pipe, f"{where}, RecordIO record {index + 1}", data=record)
-               for index, record in enumerate(records)]
-    if sources and extension_of(sources[0].data[:16]) != "img":
-        raise UserError(f"{where}: RecordIO record 1 is an image, not a CSV file: for an augmented manifest, set "
-                        "hyperparameter attribute_names to the channel's AttributeNames (for example "
-                        "'[\"photo_image-ref\", \"label\"]').")
-    return read_csv_table(sources), sources
+        table = read_manifest_records(records, attribute_names, source)
+        refuse_image_paths(table.frame, source.label, "an augmented manifest streams no image file: list the "
+                                                      "attribute with the suffix '-ref' (for example "
+                                                      "'photo_image-ref') so that SageMaker streams the object's "
+                                                      "bytes.")
+        return table, [source]
+    objects = _ObjectSources(records, pipe, where)
+    table = read_csv_table(objects)
+    refuse_image_paths(table.frame, where, "Pipe mode streams the CSV files alone and delivers no image file: use "
+                                           "File or FastFile mode for images given as paths (or give them in base64).")
+    return table, objects.sources
+
+
+class _ObjectSources:
+    """The CSV objects of a RecordIO stream of an S3 prefix, one record each, as sources made one at a time: empty
+    records (markers such as ``_SUCCESS``) and image files skipped, as File mode skips them. A first record that
+    is an image, or whose first line names no 'label', means an augmented manifest read without its attribute
+    names: an error that says so."""
+
+    def __init__(self, records, pipe: Path, where: str):
+        self._records, self._pipe, self._where = records, pipe, where
+        self.sources: list[CsvSource] = []
+
+    def __iter__(self):
+        skipped = 0
+        for index, record in enumerate(self._records):
+            label = f"{self._where}, RecordIO record {index + 1}"
+            if not record or extension_of(record[:16]) != "img":
+                if record and not self.sources:
+                    raise UserError(f"{label} is an image, not a CSV file: {MANIFEST_HINT}")
+                skipped += 1
+                continue
+            if not self.sources and not record.startswith(GZIP_MAGIC):
+                first_line = record.split(b"\n", 1)[0]
+                if b"label" not in first_line:
+                    raise UserError(f"{label}: its first line {first_line[:80].decode('utf-8', 'replace')!r} names no "
+                                    f"'label' column, so it is not a training CSV file with a header: {MANIFEST_HINT}")
+            self.sources.append(CsvSource(self._pipe, label))
+            yield CsvSource(self._pipe, label, data=record)
+        if skipped:
+            logger.info("%s: %d RecordIO record(s) skipped (empty objects or image files)", self._where, skipped)
+
+
+MANIFEST_HINT = ("for an augmented manifest, set hyperparameter attribute_names to the channel's AttributeNames "
+                 "(for example '[\"photo_image-ref\", \"label\"]').")
 
 
 SHARDED_PATHS = ("ShardedByS3Key deals each S3 object to one host, the image files apart from the CSV rows that "

@@ -118,9 +118,7 @@ class PrefixedStream(io.RawIOBase):
             count = min(len(buffer), len(self._head))
             buffer[:count], self._head = self._head[:count], self._head[count:]
             return count
-        data = self._rest.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        return self._rest.readinto(buffer) or 0
 
 
 @contextlib.contextmanager
@@ -223,19 +221,19 @@ def _different_header(name: str, line: int, row: list[str], header: list[str]) -
                      f"header {header[:8]}; every file of a channel must have the same header.")
 
 
-def _align(part: SourceTable, reference: SourceTable) -> dict[str, list[str]]:
-    if part.header == reference.header:
+def _align(part: SourceTable, header: list[str], first: str) -> dict[str, list[str]]:
+    """``part``'s columns in the order of ``header``, the first source's (``first`` names it)."""
+    if part.header == header:
         return part.columns
-    if set(part.header) != set(reference.header):
-        extra = sorted(set(part.header) - set(reference.header))
-        lacking = sorted(set(reference.header) - set(part.header))
+    if set(part.header) != set(header):
+        extra = sorted(set(part.header) - set(header))
+        lacking = sorted(set(header) - set(part.header))
         raise UserError(
-            f"{part.source.label} has different columns than {reference.source.label}: extra {extra}, missing "
+            f"{part.source.label} has different columns than {first}: extra {extra}, missing "
             f"{lacking}; every file of a channel must have the same header."
         )
-    logger.warning("%s lists the same columns as %s in another order; aligning by name", part.source.label,
-                   reference.source.label)
-    return {column: part.columns[column] for column in reference.header}
+    logger.warning("%s lists the same columns as %s in another order; aligning by name", part.source.label, first)
+    return {column: part.columns[column] for column in header}
 
 
 @dataclass
@@ -254,43 +252,55 @@ class CsvTable:
 
 
 def read_csv_table(paths: Iterable[Path | CsvSource]) -> CsvTable:
-    """Read one or many training CSV sources (same header each) into one table of text cells with a fresh
-    index, logging how many rows each source gave.
+    """Read one or many training CSV sources (same header each; a list, or an iterator read one source at a time)
+    into one table of text cells with a fresh index, logging how many rows each source gave.
 
     Raises ``UserError`` naming the file (and line and column where one cell is at fault) for empty files,
     duplicate or differing headers, malformed CSV, records with the wrong number of fields, non-UTF-8 bytes
     and non-numeric ``_num`` cells.
     """
-    sources = [p if isinstance(p, CsvSource) else CsvSource.file(p) for p in paths]
-    if not sources:
+    total = len(paths) if hasattr(paths, "__len__") else None
+    sources = iter(paths)
+    following = next(sources, None)
+    if following is None:
         raise UserError("no training CSV files were found.")
     parts: list[SourceRows] = []
-    columns: dict[str, list[str]] | None = None
-    reference: SourceTable | None = None
-    start = 0
-    for index, source in enumerate(sources):
+    columns: dict[str, list[str]] = {}
+    header: list[str] | None = None
+    first_labels: list[str] = []
+    start = index = 0
+    # One source at a time, the next one looked at ahead (to log the last one): sources made on the fly (the
+    # records of a stream) are each let go once read.
+    while following is not None:
+        source = following if isinstance(following, CsvSource) else CsvSource.file(following)
+        following = next(sources, None)
         part = _read_source(source)
-        if reference is None:
-            reference, columns = part, {c: [] for c in part.header}
-        aligned = _align(part, reference)
+        if header is None:
+            header, columns = part.header, {c: [] for c in part.header}
+        if len(first_labels) < 5:
+            first_labels.append(source.label)
+        aligned = _align(part, header, first_labels[0])
         for column, cells in aligned.items():
             columns[column].extend(cells)
         del aligned
-        parts.append(SourceRows(source, start, part.lines))
+        parts.append(SourceRows(CsvSource(source.path, source.label), start, part.lines))   # no bytes kept
         start += part.rows
         note = f", {part.repeated_headers} repeated header line(s) dropped" if part.repeated_headers else ""
         if part.rows == 0:
             logger.warning("%s has a header but no data rows%s", source.label, note)
-        elif index < LOGGED_FILES or index == len(sources) - 1:
+        elif index < LOGGED_FILES or following is None:
             logger.info("read %s: %d rows%s", source.label, part.rows, note)
         elif index == LOGGED_FILES:
-            logger.info("... (%d more files; the last one is listed)", len(sources) - LOGGED_FILES - 1)
+            more = f"{total - LOGGED_FILES - 1} more files" if total is not None else "more files"
+            logger.info("... (%s; the last one is listed)", more)
+        del part, source
+        index += 1
     frame = pd.DataFrame({c: pd.Series(cells, dtype=object) for c, cells in columns.items()})
     if len(frame) == 0:
-        raise UserError(f"{', '.join(s.label for s in sources[:5])}: header only, no data rows.")
+        raise UserError(f"{', '.join(first_labels)}: header only, no data rows.")
     table = CsvTable(frame, parts)
     check_numeric_cells(table)
-    logger.info("read %d rows x %d columns from %d file(s)", len(frame), frame.shape[1], len(sources))
+    logger.info("read %d rows x %d columns from %d file(s)", len(frame), frame.shape[1], index)
     return table
 
 

@@ -37,13 +37,14 @@ def read_exactly(stream: BinaryIO, count: int) -> bytes:
 def read_records(stream: BinaryIO, name: str) -> Iterator[bytes]:
     """The records of a RecordIO stream, multi-part records joined; ``UserError`` naming ``name`` and the byte
     offset where the framing is broken (a wrong magic, a stream that ends inside a record)."""
-    offset = 0
+    offset = started = 0
     pending: list[bytes] | None = None
     while True:
         header = read_exactly(stream, 8)
         if not header:
             if pending is not None:
-                raise UserError(f"{name}: the stream ends inside a multi-part RecordIO record (byte {offset}).")
+                raise UserError(f"{name}: the stream ends inside the multi-part RecordIO record that starts at byte "
+                                f"{started}.")
             return
         if len(header) < 8:
             raise UserError(f"{name}: the stream ends inside a RecordIO header (byte {offset}).")
@@ -52,24 +53,26 @@ def read_records(stream: BinaryIO, name: str) -> Iterator[bytes]:
             raise UserError(f"{name}: byte {offset} is not the start of a RecordIO record (magic {magic:#010x}, "
                             f"expected {MAGIC:#010x}); the stream is not RecordIO-framed as a whole.")
         flag, length = word >> LENGTH_BITS, word & MAX_LENGTH
+        if flag > LAST:
+            raise UserError(f"{name}: the RecordIO record at byte {offset} has flag {flag}; RecordIO flags are 0-3.")
         padded = (length + 3) & ~3
         body = read_exactly(stream, padded)
         if len(body) < padded:
             raise UserError(f"{name}: the stream ends inside a RecordIO record of {length} bytes (byte {offset}).")
         payload = body[:length]
-        offset += 8 + padded
+        at, offset = offset, offset + 8 + padded
         if flag == WHOLE and pending is None:
             yield payload
         elif flag == FIRST and pending is None:
-            pending = [payload]
+            pending, started = [payload], at
         elif flag in (MIDDLE, LAST) and pending is not None:
             pending.extend((MAGIC_BYTES, payload))
             if flag == LAST:
                 yield b"".join(pending)
                 pending = None
         else:
-            raise UserError(f"{name}: RecordIO record at byte {offset - 8 - padded} has continuation flag {flag} "
-                            "out of sequence.")
+            raise UserError(f"{name}: the RecordIO record at byte {at} has continuation flag {flag} out of "
+                            "sequence.")
 
 
 def frame_record(payload: bytes) -> bytes:

@@ -11,7 +11,6 @@ import os
 import shutil
 import textwrap
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 from multimodal.classifier import hyperparameters as hp
 from multimodal.sagemaker.augmented_manifest import parse_attribute_names
 from multimodal.sagemaker.channels import (
-    channels_on_disk, image_folder, is_sharded, read_channels, validate_input_data_config,
+    JOB_SPEC_PATH, channels_on_disk, image_folder, is_sharded, read_channels, validate_input_data_config,
 )
 from multimodal.classifier.budget import TimeBudget
 from multimodal.errors import PlatformError, UserError
@@ -33,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 # Keys SageMaker or its SDK add to hyperparameters.json that are not the algorithm's own.
 RESERVED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
-JOB_SPEC_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("job_hyperparameters.json")))  # package data
 
 
 def read_json(path: Path, default=None):
@@ -53,8 +51,9 @@ def read_hyperparameters(paths: SageMakerPaths) -> tuple[dict, dict]:
     if not isinstance(raw, dict):
         raise UserError("hyperparameters.json must hold a JSON object of name: value.")
     own = {k: v for k, v in raw.items() if not k.startswith(RESERVED_PREFIXES)}
-    job = {h.name: h.parse(own.pop(h.name, h.default)) for h in hp.load_specification(JOB_SPEC_PATH)}
-    return hp.validate(own), job
+    declared = hp.load_specification(JOB_SPEC_PATH)
+    job = {h.name: h.parse(own.pop(h.name, h.default)) for h in declared}
+    return hp.validate(own, also_valid=tuple(h.name for h in declared)), job
 
 
 def clear_directory(directory: Path) -> None:

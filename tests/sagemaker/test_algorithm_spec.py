@@ -3,7 +3,7 @@ import json
 from multimodal.sagemaker import aws_shapes
 from multimodal.sagemaker.algorithm_spec import create_algorithm_request, main
 from multimodal.classifier.hyperparameters import SPEC_PATH
-from multimodal.sagemaker.training_job import JOB_SPEC_PATH
+from multimodal.sagemaker.channels import JOB_SPEC_PATH
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/multimodal-{}:0.1.0"
 

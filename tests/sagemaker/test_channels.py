@@ -125,3 +125,15 @@ def test_image_paths_are_refused_where_the_files_cannot_be_beside_the_rows(tmp_p
         read_channels(paths, sharded, gather=lambda own: own)
     train, _ = read_channels(paths, {"train": {"TrainingInputMode": "File"}})   # one host: read as it is
     assert train["photo_image"].tolist()[1] == "images/b.png"
+
+
+def test_a_recordio_file_in_file_mode_fails_naming_it(tmp_path):
+    from multimodal.sagemaker.recordio import frame_records
+
+    paths = SageMakerPaths(tmp_path)
+    directory = paths.channel_dir("train")
+    directory.mkdir(parents=True)
+    (directory / "train.rec").write_bytes(b"".join(frame_records([CSV.encode()])))
+    with pytest.raises(UserError, match=r"train.rec: RecordIO-framed records; this algorithm reads them from a "
+                                        r"Pipe-mode channel"):
+        read_channel(paths, "train", {"TrainingInputMode": "File"})

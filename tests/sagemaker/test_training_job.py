@@ -156,6 +156,7 @@ def test_an_augmented_manifest_in_pipe_mode_trains_on_its_objects_and_attributes
     assert "column 'photo_image': embedded 45 images" in result.stdout
     config = json.loads((root / "model" / "model_config.json").read_text())
     assert config["schema"]["columns"] == ["ID", "title_text", "weight_num", "photo_image", "label"]
+    assert sorted(config["classes"]) == sorted(set(frame["label"])), "the labelling job's attribute is the label"
 
 
 def test_a_one_host_job_never_imports_ray(tmp_path):
