@@ -14,9 +14,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from multimodal.sagemaker.channels import CHANNELS
+from multimodal.sagemaker.channels import CHANNELS, JOB_SPEC_PATH
 from multimodal.classifier.hyperparameters import SPEC_PATH
-from multimodal.sagemaker.channels import JOB_SPEC_PATH
 from multimodal.sagemaker.serving.payloads import ACCEPT_TYPES, CONTENT_TYPES
 
 METRICS_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("metric_definitions.json")))  # package data

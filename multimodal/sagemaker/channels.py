@@ -210,9 +210,7 @@ def _read_stream(pipe: Path, raw, name: str, attribute_names: tuple[str, ...]) -
                             "to RecordIO (or leave attribute_names out for CSV files).")
         sources = [CsvSource(pipe, where, stream=stream)]
         table = read_csv_table(sources)
-        refuse_image_paths(table.frame, where, "Pipe mode streams the CSV files alone and delivers no image file: "
-                                               "use File or FastFile mode for images given as paths (or give them in "
-                                               "base64).")
+        refuse_image_paths(table.frame, where, PIPE_PATHS)
         return table, sources
     records = recordio.read_records(io.BufferedReader(stream, buffer_size=1 << 20), where)
     if attribute_names:
@@ -225,8 +223,7 @@ def _read_stream(pipe: Path, raw, name: str, attribute_names: tuple[str, ...]) -
         return table, [source]
     objects = _ObjectSources(records, pipe, where)
     table = read_csv_table(objects)
-    refuse_image_paths(table.frame, where, "Pipe mode streams the CSV files alone and delivers no image file: use "
-                                           "File or FastFile mode for images given as paths (or give them in base64).")
+    refuse_image_paths(table.frame, where, PIPE_PATHS)
     return table, objects.sources
 
 
@@ -264,6 +261,8 @@ MANIFEST_HINT = ("for an augmented manifest, set hyperparameter attribute_names 
                  "(for example '[\"photo_image-ref\", \"label\"]').")
 
 
+PIPE_PATHS = ("Pipe mode streams the CSV files alone and delivers no image file: use File or FastFile mode for "
+              "images given as paths (or give them in base64).")
 SHARDED_PATHS = ("ShardedByS3Key deals each S3 object to one host, the image files apart from the CSV rows that "
                  "name them: use FullyReplicated for images given as paths (or give them in base64).")
 
