@@ -16,7 +16,8 @@ from pathlib import Path
 
 from multimodal.sagemaker.channels import CHANNELS, JOB_SPEC_PATH
 from multimodal.classifier.hyperparameters import SPEC_PATH
-from multimodal.sagemaker.serving.payloads import ACCEPT_TYPES, CONTENT_TYPES
+from multimodal.sagemaker.serving.payloads import CONTENT_TYPES
+from multimodal.sagemaker.serving.responses import ACCEPT_TYPES
 
 METRICS_PATH = Path(str(resources.files("multimodal.sagemaker").joinpath("metric_definitions.json")))  # package data
 # m7i/c7i (Sapphire Rapids) compute bfloat16 natively: the image embedding runs in bf16 there, fp32 on m5/c5.

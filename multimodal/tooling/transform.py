@@ -119,10 +119,12 @@ class ServerClient:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             return json.loads(response.read())
 
-    def invoke(self, body: bytes, content_type: str, accept: str, timeout: float = 600) -> tuple[int, bytes]:
-        """POST /invocations; returns (status, body) whatever the status."""
+    def invoke(self, body: bytes, content_type: str, accept: str, timeout: float = 600,
+               headers: dict | None = None) -> tuple[int, bytes]:
+        """POST /invocations (with ``headers`` besides Content-Type and Accept); returns (status, body) whatever
+        the status."""
         request = urllib.request.Request(self.url + "/invocations", data=body, method="POST",
-                                         headers={"Content-Type": content_type, "Accept": accept})
+                                         headers={"Content-Type": content_type, "Accept": accept, **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read()

@@ -19,8 +19,8 @@ from werkzeug.exceptions import HTTPException
 from multimodal.classifier.schema import ID_COLUMN
 from multimodal.errors import MultimodalError, PlatformError, RowsWithoutData, UserError
 from multimodal.sagemaker.serving.payloads import (NotAcceptable, PayloadError, PayloadTooLarge,
-                                                   UnsupportedContentType, encode_results, parse_payload,
-                                                   response_format)
+                                                   UnsupportedContentType, parse_payload)
+from multimodal.sagemaker.serving.responses import CUSTOM_ATTRIBUTES_HEADER, encode_results, response_spec
 from multimodal.sagemaker.serving.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -163,19 +163,20 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
             if body is None:
                 raise PayloadTooLarge(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller "
                                       "mini-batches or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.")
-            kind, with_proba = response_format(request.headers.get("Accept"), settings.probabilities)
+            spec = response_spec(request.headers.get("Accept"), request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
+                                 settings.inference_output, settings.probabilities, model.schema_.has_id)
             parsed = parse_payload(body, request.headers.get("Content-Type"), model.schema_)
             with holder.predict_lock:
                 proba = model.predict_proba(parsed.frame, require_data=True).to_numpy()
             labels = model.predict_from_proba(proba).tolist()
             ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
-            body = encode_results(ids, labels, proba if with_proba else None, model.classes_, kind)
+            body = encode_results(spec, ids, labels, proba, model.classes_)
         except MultimodalError as error:
             status, message = error_status(error), _message(error, parsed)
             logger.warning("/invocations %d: %s", status, message)
             return _text(message, status)
         logger.info("/invocations: %d records in %.2f s", len(labels), time.monotonic() - started)
-        return Response(body, status=200, mimetype=kind)
+        return Response(body, status=200, mimetype=spec.kind)
 
     @app.errorhandler(404)
     def not_found(_error):

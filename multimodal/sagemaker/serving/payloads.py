@@ -1,8 +1,8 @@
-"""Request parsing and response encoding for ``/invocations``: pure functions, no web framework.
+"""Request parsing for ``/invocations``: pure functions, no web framework.
 
 Parsing turns a body (CSV without header, JSON Lines, or a JSON list) into a DataFrame of text cells
 in the model's inference column order; every problem is a ``PayloadError`` (the server maps its class to
-an HTTP status) with a message naming the line and the column. Encoding writes exactly one result per record, in order.
+an HTTP status) with a message naming the line and the column. What the answer holds is ``responses``' concern.
 """
 from __future__ import annotations
 
@@ -17,14 +17,13 @@ import pandas as pd
 from multimodal.errors import UserError
 from multimodal.classifier.features import BadValueError, is_missing, parse_numeric
 from multimodal.classifier.image_files import find_path_cell
-from multimodal.classifier.schema import ID_COLUMN, LABEL_COLUMN, Schema
+from multimodal.classifier.schema import LABEL_COLUMN, Schema
 
 CSV = "text/csv"
 JSON_LINES = "application/jsonlines"
 JSON = "application/json"
 CONTENT_TYPES = {CSV: CSV, "application/x-csv": CSV, JSON_LINES: JSON_LINES, "application/x-jsonlines": JSON_LINES,
                  "application/jsonl": JSON_LINES, JSON: JSON}
-ACCEPT_TYPES = (CSV, JSON_LINES, JSON)
 # The csv module refuses fields over 128 KB by default; one base64 photo is often larger. The request size
 # is bounded by MaxPayloadInMB before parsing.
 csv.field_size_limit(2**31 - 1)
@@ -73,17 +72,6 @@ def request_format(content_type: str | None) -> str:
         raise UnsupportedContentType(f"content type {kind!r} is not supported; send text/csv, "
                                      "application/jsonlines or application/json.")
     return CONTENT_TYPES[kind]
-
-
-def response_format(accept: str | None, default_probabilities: bool) -> tuple[str, bool]:
-    """(format, include probabilities) for an Accept header; 406 when no offered format fits."""
-    for candidate in (accept or CSV).split(","):
-        media = MediaType.parse(candidate, CSV)
-        kind = CSV if media.type in ("*/*", "text/*") else CONTENT_TYPES.get(media.type, media.type)
-        if kind in ACCEPT_TYPES:
-            flag = media.parameters.get("probabilities")
-            return kind, (flag in ("true", "1", "yes")) if flag is not None else default_probabilities
-    raise NotAcceptable(f"cannot answer in {accept!r}; accept text/csv, application/jsonlines or application/json.")
 
 
 @dataclass
@@ -207,17 +195,37 @@ def parse_json_lines(body: bytes, schema: Schema) -> ParsedPayload:
     return _records_frame(objects, lines, "line", schema)
 
 
+def _named_records(instances, names) -> list:
+    """``{"instances": [[v, ...], ...], "feature_names": [name, ...]}`` (what SageMaker Clarify sends with
+    ``$records`` and ``$feature_names``): each value list becomes an object keyed by those names."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise PayloadError("line 1: \"feature_names\" must be a list of distinct column names.")
+    if not isinstance(instances, list):
+        return instances
+    records = []
+    for number, item in enumerate(instances, start=1):
+        if isinstance(item, list):
+            if len(item) != len(names):
+                raise PayloadError(f"record {number}: a list of {len(item)} values, \"feature_names\" names "
+                                   f"{len(names)}.")
+            item = dict(zip(names, item))
+        records.append(item)
+    return records
+
+
 def parse_json(body: bytes, schema: Schema) -> ParsedPayload:
     """A JSON list of records (or one record), or ``{"instances": [...]}`` as SageMaker's SDK serializers and
-    JumpStart clients send it; a record is an object keyed by column name or a list of values in column order."""
+    JumpStart clients send it (with ``"feature_names"`` beside it, as SageMaker Clarify can, the value lists are
+    keyed by those names); a record is an object keyed by column name or a list of values in column order."""
     try:
         data = json.loads(_decode(body) or "null")
     except ValueError as error:
         raise PayloadError(f"line {getattr(error, 'lineno', 1)}: not valid JSON ({error}).") from None
     except RecursionError:
         raise PayloadError("line 1: JSON nested too deeply; send a flat list of objects.") from None
-    if isinstance(data, dict) and set(data) == {"instances"}:
-        data = data["instances"]
+    if isinstance(data, dict) and "instances" in data and set(data) <= {"instances", "feature_names"}:
+        data = (_named_records(data["instances"], data["feature_names"]) if "feature_names" in data
+                else data["instances"])
     elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -256,31 +264,3 @@ def parse_payload(body: bytes, content_type: str | None, schema: Schema) -> Pars
                            "record(s)); a prediction needs a value in at least one of the columns "
                            + _shown(list(schema.feature_columns)) + ".")
     return parsed
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def encode_results(ids: list | None, labels: list, proba: np.ndarray | None, classes: list, kind: str) -> bytes:
-    """One result per record, in order. CSV: ``ID,label[,p(class)...]`` per line; JSON Lines:
-    ``{"ID":..,"label":..,"probabilities":{class: p}}`` per line; JSON: a list of those objects."""
-    if kind == CSV:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        for i, label in enumerate(labels):
-            row = ([ids[i]] if ids is not None else []) + [_plain(label)]
-            if proba is not None:
-                row += [f"{p:.6g}" for p in proba[i]]
-            writer.writerow(row)
-        return buffer.getvalue().encode("utf-8")
-    objects = []
-    for i, label in enumerate(labels):
-        item = {ID_COLUMN: ids[i]} if ids is not None else {}
-        item[LABEL_COLUMN] = _plain(label)
-        if proba is not None:
-            item["probabilities"] = {str(c): round(float(p), 6) for c, p in zip(classes, proba[i])}
-        objects.append(item)
-    if kind == JSON_LINES:
-        return "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects).encode("utf-8")
-    return (json.dumps(objects, ensure_ascii=False) + "\n").encode("utf-8")

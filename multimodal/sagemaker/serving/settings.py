@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 
 from multimodal.errors import UserError
+from multimodal.sagemaker.serving.responses import output_keys
 
 TRUE = ("1", "true", "yes", "on")
 
@@ -36,6 +37,8 @@ class ServerSettings:
     max_payload_mb: int = 6
     batch_strategy: str = "MultiRecord"
     probabilities: bool = False
+    # SageMaker's selectable output keys (SAGEMAKER_INFERENCE_OUTPUT); None: this algorithm's default form.
+    inference_output: tuple[str, ...] | None = None
     sdk_local_mode: bool = False
 
     @property
@@ -46,7 +49,8 @@ class ServerSettings:
     @classmethod
     def from_environment(cls, environ: dict | None = None) -> "ServerSettings":
         """Read SAGEMAKER_BIND_TO_PORT, MODEL_SERVER_WORKERS, MODEL_SERVER_THREADS, MODEL_SERVER_TIMEOUT,
-        SAGEMAKER_MAX_PAYLOAD_IN_MB, SAGEMAKER_BATCH_STRATEGY and MULTIMODAL_OUTPUT_PROBABILITIES."""
+        SAGEMAKER_MAX_PAYLOAD_IN_MB, SAGEMAKER_BATCH_STRATEGY, MULTIMODAL_OUTPUT_PROBABILITIES and
+        SAGEMAKER_INFERENCE_OUTPUT."""
         environ = os.environ if environ is None else environ
         strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MultiRecord").replace("_", "").lower()
         return cls(
@@ -58,6 +62,9 @@ class ServerSettings:
             max_payload_mb=_number(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, maximum=100),
             batch_strategy="SingleRecord" if strategy == "singlerecord" else "MultiRecord",
             probabilities=(environ.get("MULTIMODAL_OUTPUT_PROBABILITIES") or "").lower() in TRUE,
+            inference_output=(output_keys(environ["SAGEMAKER_INFERENCE_OUTPUT"], "environment variable "
+                                          "SAGEMAKER_INFERENCE_OUTPUT")
+                              if (environ.get("SAGEMAKER_INFERENCE_OUTPUT") or "").strip() else None),
             # The SDK's local mode sets SAGEMAKER_BATCH="True"; the service documents "true".
             sdk_local_mode=environ.get("SAGEMAKER_BATCH") == "True",
         )

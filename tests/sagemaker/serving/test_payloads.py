@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multimodal.classifier.features import NUMERIC_MISSING_TOKENS
-from multimodal.sagemaker.serving.payloads import (CSV, JSON, JSON_LINES, PayloadError, encode_results,
-                                                   parse_payload, request_format, response_format)
+from multimodal.sagemaker.serving.payloads import CSV, JSON_LINES, PayloadError, parse_payload, request_format
 from multimodal.classifier.schema import infer_schema
 from multimodal.sagemaker.serving.app import error_status
 
@@ -89,6 +88,21 @@ def test_json_list_of_objects_the_instances_wrapper_and_lists_of_values():
         parse(json.dumps({}), "application/json")
 
 
+def test_instances_with_feature_names_as_sagemaker_clarify_sends_them():
+    # Clarify's content_template '{"instances": $records, "feature_names": $feature_names}', record_template
+    # '$features': value lists in the dataset's feature order, named once.
+    body = {"instances": [["b", 2, "s"], ["a", None, "r"]], "feature_names": ["a_text", "x_num", "c_cat"]}
+    parsed = parse(json.dumps(body), "application/json")
+    assert parsed.frame.values.tolist() == [[None, "b", 2, "s"], [None, "a", None, "r"]]
+    with pytest.raises(PayloadError, match="record 2: a list of 2 values, \"feature_names\" names 3"):
+        parse(json.dumps({**body, "instances": [["b", 2, "s"], ["a", 1]]}), "application/json")
+    with pytest.raises(PayloadError, match=r"record 1: unknown key\(s\) 'xnum'"):
+        parse(json.dumps({**body, "feature_names": ["a_text", "xnum", "c_cat"]}), "application/json")
+    for names in ("a_text", ["a_text", "a_text", "c_cat"], [1, 2, 3]):
+        with pytest.raises(PayloadError, match="feature_names"):
+            parse(json.dumps({**body, "feature_names": names}), "application/json")
+
+
 KEYS = ["ID", "a_text", "x_num", "c_cat", "label", "a_txt", "xnum", "c_cat ", "A_TEXT", "", "instances"]
 
 
@@ -131,27 +145,12 @@ def _is_number(text):
         return False
 
 
-def test_content_type_and_accept_negotiation():
+def test_content_type_negotiation():
     assert request_format("text/csv; charset=utf-8") == CSV
     assert request_format(None) == CSV
     assert request_format("application/x-jsonlines") == JSON_LINES
     with pytest.raises(PayloadError) as error:
         request_format("application/x-parquet")
     assert error_status(error.value) == 415
-    assert response_format(None, False) == (CSV, False)
-    assert response_format("text/csv;probabilities=true", False) == (CSV, True)
-    assert response_format("application/jsonlines", True) == (JSON_LINES, True)
-    assert response_format("image/png, application/json", False) == (JSON, False)
-    assert response_format("*/*", False) == (CSV, False)
-    with pytest.raises(PayloadError) as error:
-        response_format("image/png", False)
-    assert error_status(error.value) == 406
 
 
-def test_encoding_gives_one_result_per_record():
-    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
-    assert encode_results(["a", "b,c"], ["x", "y"], None, ["x", "y"], CSV) == b'a,x\n"b,c",y\n'
-    assert encode_results(None, [1, 2], proba, [1, 2], CSV) == b"1,0.9,0.1\n2,0.2,0.8\n"
-    lines = encode_results(["a", "b"], ["x", "y"], proba, ["x", "y"], JSON_LINES).decode().splitlines()
-    assert json.loads(lines[1]) == {"ID": "b", "label": "y", "probabilities": {"x": 0.2, "y": 0.8}}
-    assert json.loads(encode_results(None, ["x"], None, ["x"], JSON)) == [{"label": "x"}]
