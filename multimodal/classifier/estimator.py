@@ -36,7 +36,7 @@ class MultimodalClassifier:
 
     Parameters
     ----------
-    quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, joint_model, eval_metric,
+    quality, n_hours, n_mins, n_secs, n_epochs, missing_threshold, stacking, num_folds, refit_full, joint_model, eval_metric,
     validation_fraction, early_stopping_patience, blend_rounds, learning_rate, batch_size, image_batch_size, image_components, seed
         See ``hyperparameter_specification.json`` (or the README table).
     image_weights : str or None
@@ -76,6 +76,7 @@ class MultimodalClassifier:
         missing_threshold: float = _DEFAULTS["missing_threshold"],
         stacking: str = _DEFAULTS["stacking"],
         num_folds: int = _DEFAULTS["num_folds"],
+        refit_full: str | bool = _DEFAULTS["refit_full"],
         joint_model: str = _DEFAULTS["joint_model"],
         eval_metric: str = _DEFAULTS["eval_metric"],
         validation_fraction: float = _DEFAULTS["validation_fraction"],
@@ -97,6 +98,7 @@ class MultimodalClassifier:
         self.missing_threshold = missing_threshold
         self.stacking = stacking
         self.num_folds = num_folds
+        self.refit_full = refit_full
         self.joint_model = joint_model
         self.eval_metric = eval_metric
         self.validation_fraction = validation_fraction
@@ -269,6 +271,63 @@ class MultimodalClassifier:
         proba = self.learner_.blend.predict_proba(
             self.learner_.fusion_inputs(data, require_data=require_data, image_folder=_image_folder(image_folder)))
         return pd.DataFrame(proba, index=data.index, columns=pd.Index(self.classes_))
+
+    def explain(self, data: pd.DataFrame, all_classes: bool = False, image_folder: str | Path | None = None,
+                require_data: bool = False) -> pd.DataFrame:
+        """Each row's prediction split exactly among its modalities: Shapley values over the modalities
+        (``multimodal.classifier.explanations``), each modality missing meaning what it means in a request.
+
+        Columns: ``predicted`` (the label), ``probability`` (of that label), ``baseline`` (its probability with
+        every modality missing), and one per modality (named as in ``modality_importance``: ``text``, ``num``,
+        ``cat``, ``img/<column>``); ``baseline`` plus the modality columns equals ``probability``. With
+        ``all_classes``, one row per (row, class) instead, indexed by ``data``'s index and the class, with the
+        same columns for that class's probability. ``image_folder``, ``require_data``: as in ``predict_proba``.
+        """
+        self._check_fitted("explain")
+        if not isinstance(data, pd.DataFrame):
+            raise UserError(f"explain() takes a pandas DataFrame; got {type(data).__name__}.")
+        from multimodal.classifier.explanations import ModalityExplainer, shapley_values
+
+        explainer = getattr(self, "_explainer", None)
+        if explainer is None or explainer.learner is not self.learner_:
+            explainer = self._explainer = ModalityExplainer(self.learner_)
+        values = explainer.coalition_values(data, image_folder=_image_folder(image_folder), require_data=require_data)
+        contributions = shapley_values(values)            # (modalities, rows, classes)
+        proba, baseline = values[-1], values[0]
+        predicted = proba.argmax(axis=1)
+        labels = self.label_map_.decode(predicted, index=data.index)
+        names = [player.name for player in explainer.players]
+        if not all_classes:
+            rows = np.arange(len(data))
+            frame = pd.DataFrame({"predicted": labels, "probability": proba[rows, predicted],
+                                  "baseline": baseline[rows, predicted]}, index=data.index)
+            for name, values_of in zip(names, contributions):
+                frame[name] = values_of[rows, predicted]
+            return frame
+        classes = self.classes_
+        index = pd.MultiIndex.from_product([data.index, classes], names=[data.index.name, "class"])
+        frame = pd.DataFrame({"predicted": np.repeat(labels.to_numpy(), len(classes)),
+                              "probability": proba.reshape(-1), "baseline": baseline.reshape(-1)}, index=index)
+        for name, values_of in zip(names, contributions):
+            frame[name] = values_of.reshape(-1)
+        return frame
+
+    def warm_up(self) -> None:
+        """Predict two made-up rows (every feature given; every feature missing), so that the first real
+        prediction pays none of the set-up: the image network's first runs, AutoGluon's first calls, the
+        image members' shared output for rows without an image."""
+        self._check_fitted("warm_up")
+        from multimodal.classifier.images import black_square_base64
+
+        schema = self.schema_
+        given = {**{c: "warm up" for c in schema.text}, **{c: "0" for c in schema.numeric},
+                 **{c: "unknown" for c in schema.categorical}, **{c: black_square_base64() for c in schema.image}}
+        columns = list(schema.inference_columns)
+        frame = pd.DataFrame([{c: given.get(c, "warm-up") for c in columns}, {c: None for c in columns}],
+                             columns=columns, dtype=object)
+        if self.learner_.embedder is not None:
+            self.learner_.embedder.warm_up()
+        self.predict_proba(frame)
 
     def predict(self, data: pd.DataFrame, image_folder: str | Path | None = None) -> pd.Series:
         """The most probable original label value for each row, with ``data``'s index (``image_folder``: as in

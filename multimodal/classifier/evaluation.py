@@ -75,7 +75,30 @@ def evaluate(learner: FusionLearner, data: pd.DataFrame, seed: int = 0, rows_nam
         result["modality_importance"] = importance
         logger.info("modality contributions (each shuffled on the %d %s rows): %s", len(codes), rows_name,
                     describe_importance(importance))
+    if len(codes):
+        result["modality_attribution"] = modality_attribution(learner, labelled, image_folder)
+        logger.info("modality attributions (exact Shapley values of the predicted label's probability, mean "
+                    "absolute over the %d %s rows): %s", len(codes), rows_name,
+                    ", ".join(f"{name} {values['mean_abs']:.3f}"
+                              for name, values in result["modality_attribution"].items() if name != "baseline"))
     return result, codes, proba
+
+
+def modality_attribution(learner: FusionLearner, data: pd.DataFrame, image_folder=None) -> dict[str, dict]:
+    """Each modality's exact Shapley value of the predicted label's probability over ``data``'s rows: its
+    mean absolute value and its mean (``multimodal.classifier.explanations``), and the baseline's mean."""
+    from multimodal.classifier.explanations import ModalityExplainer, shapley_values
+
+    explainer = ModalityExplainer(learner)
+    values = explainer.coalition_values(data, image_folder=image_folder)
+    contributions = shapley_values(values)
+    rows = np.arange(values.shape[1])
+    predicted = values[-1].argmax(axis=1)
+    result = {"baseline": {"mean": float(values[0][rows, predicted].mean()), "rows": int(len(rows))}}
+    for player, phi in zip(explainer.players, contributions):
+        picked = phi[rows, predicted]
+        result[player.name] = {"mean_abs": float(np.abs(picked).mean()), "mean": float(picked.mean())}
+    return result
 
 
 def importance_on(learner: FusionLearner, labelled: pd.DataFrame, codes: np.ndarray, inputs: np.ndarray,

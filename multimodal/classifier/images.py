@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -173,6 +174,17 @@ def preprocess(image: Image.Image) -> np.ndarray:
 def black_square() -> Image.Image:
     """The stand-in for a missing image: a black 224x224 RGB square."""
     return Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+
+
+_SHARED_EMBEDDERS: "weakref.WeakValueDictionary[tuple, ImageEmbedder]" = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def black_square_base64() -> str:
+    """The black square as a base64 PNG cell (what a made-up row with an image holds)."""
+    buffer = io.BytesIO()
+    black_square().save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -376,7 +388,21 @@ class ImageEmbedder:
         self._mean = torch.tensor(IMAGENET_MEAN * 255.0, device=self.device).reshape(shape)
         self._std = torch.tensor(IMAGENET_STD * 255.0, device=self.device).reshape(shape)
         self._blank_embedding: np.ndarray | None = None
+        self._warmed = False
         self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, weights: str, batch_size: int = 32, precision: str | None = None) -> "ImageEmbedder":
+        """The embedder of these settings that loaded models already use, or a new one: the models of a
+        multi-model endpoint trained with the same weights share one ResNet50 (it is let go of with the last
+        model that uses it)."""
+        key = (weights, max(1, int(batch_size)), precision)
+        with _SHARED_LOCK:
+            embedder = _SHARED_EMBEDDERS.get(key)
+            if embedder is None:
+                embedder = cls(weights, batch_size=batch_size, precision=precision)
+                _SHARED_EMBEDDERS[key] = embedder
+            return embedder
 
     def describe(self) -> str:
         """One line for the logs: weights, device and precision."""
@@ -410,8 +436,11 @@ class ImageEmbedder:
     def warm_up(self) -> None:
         """Run the network once on a full batch and once on the black square, so that the first batch that
         counts pays none of the set-up (on a CPU, the traced network's profiling runs for those sizes)."""
+        if self._warmed:
+            return
         self._forward(np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8))
         _ = self.blank_embedding
+        self._warmed = True
 
     @property
     def blank_embedding(self) -> np.ndarray:

@@ -91,9 +91,13 @@ class FusionLearner:
         frames = split_modalities(data, schema, images.folder)
         embedder = cls._embedder_for(frames, images)
         members = plan_members(frames, joint=params["joint_model"] == JOINT_MODEL_ON, embedder=embedder)
+        if params["refit_full"] == "true" and params["stacking"] != "out_of_fold":
+            logger.warning("refit_full=true has no effect with stacking=%s (no bagged models to refit)",
+                           params["stacking"])
         options = FitOptions(quality=params["quality"], eval_metric=params["eval_metric"],
                              stacking=params["stacking"], num_folds=params["num_folds"], seed=params["seed"],
-                             image_components=params["image_components"])
+                             image_components=params["image_components"],
+                             refit_full=params["refit_full"] == "true")
         features, timings = {}, {"embedding": {}, "members": {}}
         for member in [m for m in members if m.reads_images]:
             started = time.monotonic()
@@ -191,7 +195,7 @@ class FusionLearner:
         for member in self.members:
             features, missing = member.features_and_missing(frames, lambda row: describe_row(data, row))
             informed |= missing < 1.0
-            parts.append(member.predict_proba(features))
+            parts.append(member.predict_rows(features, missing))
         if require_data and not informed.all():
             raise RowsWithoutData(np.flatnonzero(~informed))
         return np.concatenate(parts, axis=1)
@@ -249,7 +253,7 @@ class FusionLearner:
             recorded = config.image_weights
             setting = images.weights or recorded.get("setting") or _image_setting_from_identity(recorded["name"])
             precision = images.precision or recorded.get("precision", "fp32")
-            embedder = ImageEmbedder(setting, batch_size=images.batch_size, precision=precision)
+            embedder = ImageEmbedder.shared(setting, batch_size=images.batch_size, precision=precision)
             if embedder.identity.sha256 != recorded["sha256"]:
                 raise PlatformError(
                     f"the model was trained with ResNet50 weights {recorded['name']} (sha256 "

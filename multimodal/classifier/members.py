@@ -44,6 +44,7 @@ class FitOptions:
     num_folds: int
     seed: int
     image_components: int = 0
+    refit_full: bool = False
 
 
 class Member:
@@ -100,7 +101,7 @@ class Member:
         self.predictor, proba = fit_member(
             self.name, features, labels, n_classes, directory / self.path, quality=options.quality,
             eval_metric=options.eval_metric, time_limit=limit, stacking=options.stacking,
-            num_folds=options.num_folds, seed=options.seed)
+            num_folds=options.num_folds, seed=options.seed, refit_full=options.refit_full)
         budget.record_fit(limit, time.monotonic() - started)
         return proba
 
@@ -117,6 +118,10 @@ class Member:
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Probabilities in ``layout`` order, one row per feature row."""
         return self.predictor.predict_proba(features)
+
+    def predict_rows(self, features: pd.DataFrame, missing: np.ndarray) -> np.ndarray:
+        """``predict_proba`` of rows whose missing fractions (``features_and_missing``) are ``missing``."""
+        return self.predict_proba(features)
 
     # -- persistence ------------------------------------------------------------------------------
     def entry(self) -> MemberEntry:
@@ -197,6 +202,7 @@ class ImageMember(Member):
         super().__init__(f"img/{column}", [column], path)
         self.embedder = embedder
         self.projection = projection
+        self._missing_output = None   # (the predictor, its prediction for a row without a usable image)
 
     @property
     def column(self) -> str:
@@ -250,6 +256,23 @@ class ImageMember(Member):
 
     def missing_fraction(self, frames: ModalityFrames) -> np.ndarray:
         return self.features_and_missing(frames)[1]
+
+    def predict_rows(self, features: pd.DataFrame, missing: np.ndarray) -> np.ndarray:
+        """Rows without a usable image all have the black square's features, so they share one output: it is
+        computed once for the model, and only rows with an image go through AutoGluon."""
+        without = missing >= 1.0
+        if not without.any():
+            return self.predict_proba(features)
+        cached = self._missing_output
+        if cached is None or cached[0] is not self.predictor:
+            first = int(np.flatnonzero(without)[0])
+            cached = self._missing_output = (self.predictor, self.predict_proba(features.iloc[[first]])[0])
+        output = cached[1]
+        proba = np.empty((len(features), len(output)), dtype=np.float32)
+        proba[without] = output
+        if not without.all():
+            proba[~without] = self.predict_proba(features[~without])
+        return proba
 
     def entry(self) -> MemberEntry:
         entry = super().entry()

@@ -103,7 +103,7 @@ class MemberPredictor:
         predictor = TabularPredictor.load(str(path), verbosity=0, require_py_version_match=False)
         # AutoGluon's own memory check before persisting runs gc.collect() once per fold model (about 2.5 s
         # per predictor in a process holding torch); the size on disk is a cheap, sufficient stand-in.
-        on_disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+        on_disk = directory_bytes(Path(path))
         available = psutil.virtual_memory().available
         if on_disk < PERSIST_MEMORY_FRACTION * available:
             predictor.persist(models="best", with_ancestors=True, max_memory=None)
@@ -112,6 +112,11 @@ class MemberPredictor:
                            " predictions read them from disk each time: give the endpoint more memory",
                            name, on_disk / 1e6, available / 1e6)
         return cls(name=name, path=path, layout=layout, autogluon=predictor)
+
+
+def directory_bytes(path: Path) -> int:
+    """The size of the files under ``path``."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def _in_layout(proba: pd.DataFrame, layout: list[int]) -> np.ndarray:
@@ -133,9 +138,13 @@ def fit_member(
     stacking: str,
     num_folds: int,
     seed: int,
+    refit_full: bool = False,
 ) -> tuple[MemberPredictor, np.ndarray]:
     """Fit one member's predictor; return it and the training rows' probabilities (see module doc).
 
+    ``refit_full`` (with out-of-fold stacking): once the out-of-fold probabilities are taken, the best model is
+    fitted again on all rows (AutoGluon's ``refit_full``), and that one model predicts instead of one per fold;
+    the bagged fit gets ``num_folds / (num_folds + 1)`` of ``time_limit``, leaving the rest for the refit.
     Raises ``MemberNotTrained`` when the member cannot be trained: every column constant or missing, no
     feature left after AutoGluon's feature generation, or AutoGluon failing. When no model of the preset
     finishes within ``time_limit``, one quick LightGBM is fitted without a limit instead.
@@ -155,11 +164,14 @@ def fit_member(
     started = time.monotonic()
     num_gpus = visible_gpus()
     fit_kwargs = dict(ag_args_fit={"random_seed": seed}, num_gpus=num_gpus, raise_on_no_models_fitted=False)
+    refit_full = refit_full and stacking == OUT_OF_FOLD
     if stacking == OUT_OF_FOLD:
         fit_kwargs.update(
             num_bag_folds=num_folds, num_bag_sets=1, num_stack_levels=0,
             ag_args_ensemble={"fold_fitting_strategy": "sequential_local"},
         )
+        if refit_full:
+            time_limit = time_limit * num_folds / (num_folds + 1)
     try:
         predictor = _fit_predictor(data, path, problem_type, eval_metric, hyperparameter_preset(quality, num_gpus),
                                    max(0.01, time_limit), fit_kwargs)
@@ -189,15 +201,31 @@ def fit_member(
         best = predictor.model_best
         model.leaderboard = predictor.leaderboard(silent=True)
         score = model.leaderboard.set_index("model").loc[best, "score_val"]
+        refit = _refit_on_all_rows(name, predictor, num_gpus) if refit_full else ""
+        if refit:
+            model.leaderboard = predictor.leaderboard(silent=True)   # with the model that predicts
         predictor.delete_models(models_to_keep="best", dry_run=False)
         predictor.save_space()
     logger.info(
         "member '%s': fitted %d rows x %d features in %.1f s (budget %.0f s); best model %s, "
-        "validation %s %.4f; %d label values (%s)",
+        "validation %s %.4f%s; %d label values (%s)",
         name, len(features), features.shape[1], time.monotonic() - started, time_limit, best,
-        eval_metric, score, len(layout), "with sentinel" if len(layout) > n_classes else "no sentinel",
+        eval_metric, score, refit, len(layout), "with sentinel" if len(layout) > n_classes else "no sentinel",
     )
     return model, train_proba
+
+
+def _refit_on_all_rows(name: str, predictor, num_gpus: int) -> str:
+    """AutoGluon's ``refit_full`` of the best model, which then predicts; the log's words for it. A refit that
+    fails keeps the bagged model (a warning says so): the member is not lost."""
+    started = time.monotonic()
+    try:
+        predictor.refit_full(model="best", set_best_to_refit_full=True, num_gpus=num_gpus)
+    except Exception as error:  # noqa: BLE001 - the bagged model is still good
+        logger.warning("member '%s': refit_full failed (%s: %s); its bagged models predict instead", name,
+                       type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+        return ""
+    return f"; refitted on all rows as {predictor.model_best} in {time.monotonic() - started:.1f} s"
 
 
 def _fit_predictor(data, path: Path, problem_type: str, eval_metric: str, hyperparameters: dict,

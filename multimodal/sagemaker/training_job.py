@@ -104,6 +104,27 @@ def write_confusion_matrix(path: Path, codes: np.ndarray, proba: np.ndarray, cla
     plt.close(figure)
 
 
+def write_attribution_chart(path: Path, attribution: dict, importance: dict, title: str) -> None:
+    """A PNG of each modality's mean absolute attribution (exact Shapley values of the predicted label's
+    probability) beside its permutation importance (log-loss increase when shuffled)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name in attribution if name != "baseline"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 1.2 + 0.45 * len(names)), sharey=True)
+    left.barh(names, [attribution[name]["mean_abs"] for name in names], color="tab:blue")
+    left.set_xlabel("mean |attribution| (probability)")
+    right.barh(names, [importance.get(name, {}).get("log_loss_increase", 0.0) for name in names], color="tab:orange")
+    right.set_xlabel("log-loss increase when shuffled")
+    left.invert_yaxis()
+    figure.suptitle(textwrap.fill(f"modalities on the {title}", 90), fontsize="medium")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.1)
+    plt.close(figure)
+
+
 def run_training(paths: SageMakerPaths) -> None:
     """Run one training job against the /opt/ml layout of ``paths``.
 
@@ -247,6 +268,10 @@ def write_reports(paths: SageMakerPaths, model, validation: pd.DataFrame | None,
             member.leaderboard.to_csv(leaderboards / (member.name.replace("/", "__") + ".csv"), index=False)
     if codes is not None:
         write_confusion_matrix(paths.output_data_dir / "confusion_matrix.png", codes, proba, model.classes_, title)
+    attribution = report.get("validation", {}).get("modality_attribution")
+    if attribution:
+        write_attribution_chart(paths.output_data_dir / "modality_attribution.png", attribution,
+                                report["validation"].get("modality_importance", {}), title)
     for line in lines:
         print(line, flush=True)
 

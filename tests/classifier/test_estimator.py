@@ -50,6 +50,32 @@ def test_the_joint_member_reads_every_non_image_column(fitted, train_frame):
     assert fitted.training_report_["members"]["joint"]["accuracy"] > 0.5
 
 
+def test_rows_without_an_image_share_one_image_member_output_computed_once(fitted, test_frame, monkeypatch):
+    """Missing, empty and undecodable images all get the black square's features: the image member predicts
+    them once per model, and AutoGluon sees only the rows with an image; the answer is the full prediction's."""
+    from multimodal.classifier.features import split_modalities
+
+    frame = test_frame.drop(columns=["label"]).copy()
+    frame.loc[frame.index[::3], "photo_image"] = ""
+    frame.loc[frame.index[1], "photo_image"] = "not an image"
+    member = next(m for m in fitted.members_ if m.name == "img/photo_image")
+    features, missing = member.features_and_missing(split_modalities(frame, fitted.schema_))
+    assert 0 < (missing == 1).sum() < len(frame)
+    full = member.predict_proba(features)
+    seen = []
+    original = member.predictor.predict_proba
+    monkeypatch.setattr(member.predictor, "predict_proba", lambda f: seen.append(len(f)) or original(f))
+    member._missing_output = None
+    np.testing.assert_allclose(member.predict_rows(features, missing), full, atol=1e-6)
+    assert seen == [1, int((missing == 0).sum())]
+    seen.clear()
+    np.testing.assert_allclose(member.predict_rows(features, missing), full, atol=1e-6)
+    assert seen == [int((missing == 0).sum())], "the shared output is computed once"
+    seen.clear()
+    member.predict_rows(features[missing == 1], missing[missing == 1])
+    assert seen == [], "a batch without images never reaches AutoGluon"
+
+
 def test_the_prediction_is_the_blend_of_network_and_members(fitted, test_frame):
     inputs = fitted.fusion_inputs(test_frame)
     blend = fitted.blend_

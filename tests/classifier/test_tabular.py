@@ -53,6 +53,28 @@ def test_out_of_fold_probabilities_cover_every_row_in_layout_order(tmp_path, cap
     np.testing.assert_array_equal(from_disk.predict_proba(features), in_sample)
 
 
+def test_refit_full_keeps_the_out_of_fold_probabilities_and_predicts_with_one_model_per_family(tmp_path, caplog):
+    import logging
+
+    features, labels = numeric_task()
+    options = dict(quality="toy", eval_metric="log_loss", time_limit=60, stacking=OUT_OF_FOLD, num_folds=3, seed=0)
+    bagged, bagged_oof = fit_member("num", features, labels, 2, tmp_path / "bagged", **options)
+    with caplog.at_level(logging.INFO):
+        refit, refit_oof = fit_member("num", features, labels, 2, tmp_path / "refit", refit_full=True, **options)
+    assert refit.autogluon.model_best.endswith("_FULL") and "refitted on all rows as" in caplog.text
+    assert refit_oof.shape == bagged_oof.shape == (80, 2)
+    assert not np.allclose(refit_oof, refit.predict_proba(features)), "the fusion inputs stay out of fold"
+    names = refit.autogluon.model_names()
+    assert names and all(name.endswith("_FULL") for name in names), names
+    info = refit.autogluon.info()["model_info"]
+    assert all(info[name].get("bagged_info", {}).get("num_child_models", 1) == 1 for name in names)
+    assert any(info[name].get("bagged_info", {}).get("num_child_models", 1) == 3
+               for name in bagged.autogluon.model_names())
+    loaded = MemberPredictor.load("num", tmp_path / "refit", refit.layout)
+    np.testing.assert_array_equal(loaded.predict_proba(features), refit.predict_proba(features))
+    assert (loaded.predict_proba(features).argmax(1) == labels).mean() > 0.8
+
+
 def test_in_sample_stacking_and_no_sentinel_layout(tmp_path):
     features, labels = numeric_task()
     model, proba = fit_member("num", features, labels, 2, tmp_path / "num", quality="toy",

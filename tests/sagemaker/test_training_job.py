@@ -42,6 +42,12 @@ def test_two_train_files_a_validation_channel_and_json_encoded_hyperparameters(t
     assert set(metrics["validation"]["members"]) == {"text", "num", "cat", "joint", "img/photo_image"}
     assert set(metrics["validation"]["modality_importance"]) == {"text", "num", "cat", "img/photo_image"}
     assert "modality contributions (each shuffled on the 21 validation rows)" in result.stdout
+    attribution = metrics["validation"]["modality_attribution"]
+    assert set(attribution) == {"baseline", "text", "num", "cat", "img/photo_image"}
+    assert all(attribution[name]["mean_abs"] >= abs(attribution[name]["mean"]) for name in attribution
+               if name != "baseline")
+    assert "modality attributions (exact Shapley values" in result.stdout
+    assert (data / "modality_attribution.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(metrics["train"]["members"]) == {"text", "num", "cat", "joint", "img/photo_image"}
     assert sum(metrics["train"]["blend"].values()) == pytest.approx(1.0) and "blend weights" in result.stdout
     assert (data / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,9 @@
-"""The Flask app of the inference server: ``/ping``, ``/execution-parameters``, ``/invocations``.
+"""The Flask app of the inference server: ``/ping``, ``/execution-parameters``, ``/invocations``; on a
+multi-model endpoint, ``/models`` and ``/models/<name>/invoke`` instead of ``/invocations``.
 
-``create_app(loader, settings)`` starts loading the model in a background thread, so ``/ping`` answers
+``create_app(holder, settings)`` starts loading the model in a background thread, so ``/ping`` answers
 at once (503 until the model is ready, then 200) and keeps answering while ``/invocations`` run.
+``create_multi_model_app(registry, settings)`` loads models when SageMaker asks (``POST /models``).
 Status codes follow the error class, mapped in one place (``HTTP_STATUS``): the caller's mistakes 4xx (with
 the line and the column), the model still loading 503, the model's or the environment's failures 500.
 """
@@ -13,14 +15,18 @@ import threading
 import time
 from typing import Callable
 
+import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from multimodal.classifier.schema import ID_COLUMN
 from multimodal.errors import MultimodalError, PlatformError, RowsWithoutData, UserError
-from multimodal.sagemaker.serving.payloads import (NotAcceptable, PayloadError, PayloadTooLarge,
-                                                   UnsupportedContentType, parse_payload)
-from multimodal.sagemaker.serving.responses import CUSTOM_ATTRIBUTES_HEADER, encode_results, response_spec
+from multimodal.sagemaker.serving.batching import PredictionBatcher, model_batcher
+from multimodal.sagemaker.serving.payloads import PayloadError, PayloadTooLarge, UnsupportedContentType, parse_payload
+from multimodal.sagemaker.serving.registry import (BadModelRequest, InsufficientMemory, ModelAlreadyLoaded,
+                                                   ModelNotLoaded, ModelRegistry)
+from multimodal.sagemaker.serving.responses import (CUSTOM_ATTRIBUTES_HEADER, NotAcceptable, encode_results,
+                                                    response_spec)
 from multimodal.sagemaker.serving.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,9 @@ class ModelLoadFailed(PlatformError):
 # The one mapping from error classes to HTTP statuses, looked up along an error's class hierarchy (the
 # nearest listed ancestor wins). Anything else (an error the code did not expect) is a 500.
 HTTP_STATUS: dict[type, int] = {
+    ModelNotLoaded: 404,
+    ModelAlreadyLoaded: 409,
+    InsufficientMemory: 507,
     UnsupportedContentType: 415,
     NotAcceptable: 406,
     PayloadTooLarge: 413,
@@ -57,15 +66,16 @@ def error_status(error: BaseException) -> int:
 
 
 class ModelHolder:
-    """Loads the model once, in the background, and serialises predictions on it."""
+    """Loads the model once, in the background; its predictions run one batch at a time (``batcher``:
+    concurrent requests share a call)."""
 
     def __init__(self, loader: Callable[[], object], on_failure: Callable[[BaseException], None] | None = None):
         self._loader = loader
         self._on_failure = on_failure
         self.model = None
+        self.batcher: PredictionBatcher | None = None
         self.error: BaseException | None = None
         self.ready = threading.Event()
-        self.predict_lock = threading.Lock()
 
     def start(self) -> None:
         """Begin loading in a daemon thread."""
@@ -82,7 +92,9 @@ class ModelHolder:
     def _load(self) -> None:
         started = time.monotonic()
         try:
-            self.model = self._loader()
+            model = self._loader()
+            self.batcher = model_batcher(model)
+            self.model = model
             logger.info("model loaded in %.1f s; ready for /invocations", time.monotonic() - started)
         except BaseException as error:  # noqa: BLE001 - reported by /ping and /invocations
             self.error = error
@@ -134,57 +146,58 @@ def _text(body: str, status: int) -> Response:
     return Response(body.rstrip("\n") + "\n", status=status, mimetype="text/plain")
 
 
-def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
-    """The Flask app over a ``ModelHolder`` (loading starts here)."""
+def explained(model, frame) -> tuple[np.ndarray, list[dict]]:
+    """The probabilities of ``frame``'s rows and, per row, the explanation of its predicted label's
+    probability: ``{"baseline": .., "<modality>": ..}`` (``MultimodalClassifier.explain``)."""
+    every = model.explain(frame, all_classes=True, require_data=True)
+    proba = every["probability"].to_numpy().reshape(len(frame), len(model.classes_))
+    picked = every.iloc[np.arange(len(frame)) * len(model.classes_) + proba.argmax(axis=1)]
+    columns = [c for c in every.columns if c not in ("predicted", "probability")]
+    return proba, [dict(zip(columns, map(float, values))) for values in picked[columns].itertuples(index=False)]
+
+
+def _invoke(model, batcher: PredictionBatcher, settings: ServerSettings) -> Response:
+    """Answer the current request's records with ``model``'s predictions (``/invocations``, and
+    ``/models/<name>/invoke`` on a multi-model endpoint)."""
+    started = time.monotonic()
+    parsed = None
+    try:
+        body = read_body(request.stream, request.content_length, settings.max_payload_bytes)
+        if body is None:
+            raise PayloadTooLarge(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller "
+                                  "mini-batches or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.")
+        spec = response_spec(request.headers.get("Accept"), request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
+                             settings.inference_output, settings.probabilities, model.schema_.has_id,
+                             settings.explanations)
+        parsed = parse_payload(body, request.headers.get("Content-Type"), model.schema_)
+        explanations = None
+        if spec.explain:
+            proba, explanations = batcher.exclusive(lambda: explained(model, parsed.frame))
+        else:
+            proba = batcher.predict(parsed.frame)
+        labels = model.predict_from_proba(proba).tolist()
+        ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
+        body = encode_results(spec, ids, labels, proba, model.classes_, explanations)
+    except MultimodalError as error:
+        status, message = error_status(error), _message(error, parsed)
+        logger.warning("%s %d: %s", request.path, status, message)
+        return _text(message, status)
+    logger.info("%s: %d records in %.2f s", request.path, len(labels), time.monotonic() - started)
+    return Response(body, status=200, mimetype=spec.kind)
+
+
+def _base_app(routes: str, settings: ServerSettings) -> Flask:
+    """A Flask app whose every error reply is this server's own plain text (``routes``: what it answers), with
+    ``/execution-parameters``."""
     app = Flask("multimodal")
-    holder.start()
-
-    @app.get("/ping")
-    def ping():
-        try:
-            holder.get()
-        except ModelLoading as error:
-            return _text("loading the model", error_status(error))
-        except MultimodalError as error:
-            return _text(str(error), error_status(error))
-        return Response(status=200)
-
-    @app.get("/execution-parameters")
-    def execution_parameters():
-        return Response(json.dumps(settings.execution_parameters()), status=200, mimetype="application/json")
-
-    @app.post("/invocations")
-    def invocations():
-        started = time.monotonic()
-        parsed = None
-        try:
-            model = holder.get()
-            body = read_body(request.stream, request.content_length, settings.max_payload_bytes)
-            if body is None:
-                raise PayloadTooLarge(f"payload over MaxPayloadInMB ({settings.max_payload_mb} MB); send smaller "
-                                      "mini-batches or raise SAGEMAKER_MAX_PAYLOAD_IN_MB.")
-            spec = response_spec(request.headers.get("Accept"), request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
-                                 settings.inference_output, settings.probabilities, model.schema_.has_id)
-            parsed = parse_payload(body, request.headers.get("Content-Type"), model.schema_)
-            with holder.predict_lock:
-                proba = model.predict_proba(parsed.frame, require_data=True).to_numpy()
-            labels = model.predict_from_proba(proba).tolist()
-            ids = parsed.frame[ID_COLUMN].tolist() if model.schema_.has_id else None
-            body = encode_results(spec, ids, labels, proba, model.classes_)
-        except MultimodalError as error:
-            status, message = error_status(error), _message(error, parsed)
-            logger.warning("/invocations %d: %s", status, message)
-            return _text(message, status)
-        logger.info("/invocations: %d records in %.2f s", len(labels), time.monotonic() - started)
-        return Response(body, status=200, mimetype=spec.kind)
 
     @app.errorhandler(404)
     def not_found(_error):
-        return _text("not found: this server answers GET /ping, GET /execution-parameters and POST /invocations", 404)
+        return _text(f"not found: this server answers {routes}", 404)
 
     @app.errorhandler(405)
     def wrong_method(_error):
-        return _text("method not allowed: GET /ping, GET /execution-parameters, POST /invocations", 405)
+        return _text(f"method not allowed: this server answers {routes}", 405)
 
     @app.errorhandler(HTTPException)
     def http_error(error):
@@ -197,5 +210,120 @@ def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
                      exc_info=error)
         reason = str(error).replace("\n", " ")[:300]
         return _text(f"500 internal error: {type(error).__name__}: {reason}", error_status(error))
+
+    @app.get("/execution-parameters")
+    def execution_parameters():
+        return Response(json.dumps(settings.execution_parameters()), status=200, mimetype="application/json")
+
+    return app
+
+
+def create_app(holder: ModelHolder, settings: ServerSettings) -> Flask:
+    """The Flask app over a ``ModelHolder`` (loading starts here)."""
+    app = _base_app("GET /ping, GET /execution-parameters and POST /invocations", settings)
+    holder.start()
+
+    @app.get("/ping")
+    def ping():
+        try:
+            holder.get()
+        except ModelLoading as error:
+            return _text("loading the model", error_status(error))
+        except MultimodalError as error:
+            return _text(str(error), error_status(error))
+        return Response(status=200)
+
+    @app.post("/invocations")
+    def invocations():
+        try:
+            model = holder.get()
+        except MultimodalError as error:
+            logger.warning("/invocations %d: %s", error_status(error), error)
+            return _text(str(error), error_status(error))
+        return _invoke(model, holder.batcher, settings)
+
+    return app
+
+
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
+
+
+def _json(data, status: int = 200) -> Response:
+    return Response(json.dumps(data) + "\n", status=status, mimetype="application/json")
+
+
+def _json_error(error: MultimodalError) -> Response:
+    status = error_status(error)
+    logger.warning("%s %s %d: %s", request.method, request.path, status, error)
+    return _json({"code": status, "type": type(error).__name__, "message": str(error)}, status)
+
+
+def create_multi_model_app(registry: ModelRegistry, settings: ServerSettings) -> Flask:
+    """The Flask app of a multi-model endpoint (SageMaker's contract for bring-your-own containers): ``/ping``
+    (200 with or without models), ``POST /models``, ``GET /models``, ``GET /models/<name>``,
+    ``DELETE /models/<name>``, ``POST /models/<name>/invoke``. The management answers are JSON (errors too:
+    ``{"code", "type", "message"}``); an invocation answers as ``/invocations`` does."""
+    app = _base_app("GET /ping, POST /models, GET /models, GET|DELETE /models/<name>, POST /models/<name>/invoke",
+                    settings)
+
+    @app.get("/ping")
+    def ping():
+        return Response(status=200)
+
+    @app.post("/models")
+    def load_model():
+        try:
+            try:
+                body = json.loads(request.get_data(cache=False) or b"null")
+            except (ValueError, RecursionError):
+                raise BadModelRequest("the body must be a JSON object {\"model_name\": ..., \"url\": ...}.") from None
+            if not isinstance(body, dict):
+                raise BadModelRequest("the body must be a JSON object {\"model_name\": ..., \"url\": ...}.")
+            loaded = registry.load(body.get("model_name"), body.get("url"))
+        except MultimodalError as error:
+            return _json_error(error)
+        target = request.headers.get(TARGET_MODEL_HEADER)
+        logger.info("loaded %r%s", loaded.name, f" (target model {target})" if target else "")
+        return _json({"status": f"model {loaded.name!r} loaded in {loaded.load_seconds:.1f} s"})
+
+    @app.get("/models")
+    def list_models():
+        try:
+            models, token = registry.page(request.args.get("next_page_token"))
+        except MultimodalError as error:
+            return _json_error(error)
+        answer = {"models": [m.description() for m in models]}
+        if token is not None:
+            answer["nextPageToken"] = token
+        return _json(answer)
+
+    @app.get("/models/<name>")
+    def describe_model(name):
+        try:
+            return _json(registry.get(name).description())
+        except MultimodalError as error:
+            return _json_error(error)
+
+    @app.delete("/models/<name>")
+    def unload_model(name):
+        try:
+            registry.unload(name)
+        except MultimodalError as error:
+            return _json_error(error)
+        return _json({"status": f"model {name!r} unloaded"})
+
+    @app.post("/models/<name>/invoke")
+    def invoke(name):
+        try:
+            loaded = registry.get(name)
+        except MultimodalError as error:
+            logger.warning("%s %d: %s", request.path, error_status(error), error)
+            return _text(str(error), error_status(error))
+        return _invoke(loaded.model, loaded.batcher, settings)
+
+    @app.post("/invocations")
+    def invocations():
+        return _text("this is a multi-model endpoint: invoke POST /models/<name>/invoke (SageMaker does, for "
+                     "InvokeEndpoint with TargetModel).", 404)
 
     return app

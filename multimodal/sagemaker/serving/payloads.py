@@ -37,10 +37,6 @@ class UnsupportedContentType(PayloadError):
     """A Content-Type the server does not read."""
 
 
-class NotAcceptable(PayloadError):
-    """An Accept type the server cannot answer in."""
-
-
 class PayloadTooLarge(PayloadError):
     """A body over MaxPayloadInMB."""
 

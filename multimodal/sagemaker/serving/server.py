@@ -7,8 +7,11 @@ a missing or foreign model fails at once instead of answering /ping and failing 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
+import time
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -34,16 +37,24 @@ class _GunicornApplication(BaseApplication):
         return self._factory()
 
 
-def load_model(paths: SageMakerPaths):
-    """The fitted model from the model directory (image weights and precision: $MULTIMODAL_IMAGE_WEIGHTS and
-    $MULTIMODAL_IMAGE_PRECISION when set, else as recorded at training)."""
+def load_model(directory: Path):
+    """The fitted model in ``directory`` (image weights and precision: $MULTIMODAL_IMAGE_WEIGHTS and
+    $MULTIMODAL_IMAGE_PRECISION when set, else as recorded at training), warmed up before it is said ready."""
     from multimodal.classifier.estimator import MultimodalClassifier
     from multimodal.classifier.gpu import report_this_machine
     from multimodal.sagemaker import environment
 
     report_this_machine()
-    return MultimodalClassifier.load(paths.model_dir, image_weights=environment.image_weights(),
-                                     image_precision=environment.image_precision())
+    model = MultimodalClassifier.load(directory, image_weights=environment.image_weights(),
+                                      image_precision=environment.image_precision())
+    started = time.monotonic()
+    try:
+        model.warm_up()
+        logger.info("model in %s warmed up in %.1f s (two made-up rows)", directory, time.monotonic() - started)
+    except Exception as error:  # noqa: BLE001 - made-up rows, not the caller's: serving goes on without warm-up
+        logger.warning("model in %s: the warm-up prediction failed (%s: %s); the first request pays the set-up",
+                       directory, type(error).__name__, error, exc_info=True)
+    return model
 
 
 def _stop_serving(error: BaseException) -> None:
@@ -55,10 +66,14 @@ def _stop_serving(error: BaseException) -> None:
 
 
 def build_app(paths: SageMakerPaths, settings: ServerSettings):
-    """The Flask app for one worker, loading the model in the background."""
-    from multimodal.sagemaker.serving.app import ModelHolder, create_app
+    """The Flask app for one worker: the model of the model directory, loading in the background; on a
+    multi-model endpoint, the models SageMaker loads through /models."""
+    from multimodal.sagemaker.serving.app import ModelHolder, create_app, create_multi_model_app
+    from multimodal.sagemaker.serving.registry import ModelRegistry
 
-    return create_app(ModelHolder(lambda: load_model(paths), on_failure=_stop_serving), settings)
+    if settings.multi_model:
+        return create_multi_model_app(ModelRegistry(load_model), settings)
+    return create_app(ModelHolder(lambda: load_model(paths.model_dir), on_failure=_stop_serving), settings)
 
 
 _M_ARENA_MAX = -8       # glibc's mallopt parameter (malloc.h)
@@ -83,10 +98,17 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> str:
 
 def run_server(paths: SageMakerPaths, settings: ServerSettings) -> None:
     """Check the model directory, then run gunicorn until SIGTERM (graceful stop within the grace period)."""
-    config = ModelConfig.read(paths.model_dir)
     arenas = limit_malloc_arenas()
-    logger.info("serve: model in %s (%d classes, columns %s); %d worker(s) x %d threads on port %d, timeout %d s, "
-                "MaxPayloadInMB %d, %s", paths.model_dir, len(config.classes), config.schema["columns"],
+    if settings.multi_model:
+        if settings.workers > 1:
+            logger.warning("serve: a multi-model endpoint runs 1 worker (the loaded models live in it); "
+                           "MODEL_SERVER_WORKERS=%d is ignored", settings.workers)
+            settings = dataclasses.replace(settings, workers=1)
+        where = "multi-model endpoint (SAGEMAKER_MULTI_MODEL=true): models load through POST /models"
+    else:
+        config = ModelConfig.read(paths.model_dir)
+        where = f"model in {paths.model_dir} ({len(config.classes)} classes, columns {config.schema['columns']})"
+    logger.info("serve: %s; %d worker(s) x %d threads on port %d, timeout %d s, MaxPayloadInMB %d, %s", where,
                 settings.workers, settings.threads, settings.port, settings.timeout, settings.max_payload_mb, arenas)
     options = {
         "bind": f"0.0.0.0:{settings.port}",

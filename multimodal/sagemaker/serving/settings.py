@@ -5,9 +5,8 @@ import os
 from dataclasses import dataclass
 
 from multimodal.errors import UserError
-from multimodal.sagemaker.serving.responses import output_keys
+from multimodal.sagemaker.serving.responses import TRUE, output_keys
 
-TRUE = ("1", "true", "yes", "on")
 
 
 def _number(environ, name: str, default, kind=int, minimum=1, maximum=None):
@@ -29,16 +28,18 @@ class ServerSettings:
 
     port: int = 8080
     workers: int = 1
-    # Predictions run one at a time per worker; the spare threads answer /ping (under 2 s) while up to 15
-    # requests wait their turn.
+    # Predictions run one batch at a time per worker (requests that wait are predicted together in the next
+    # batch); the spare threads answer /ping (under 2 s).
     threads: int = 16
     timeout: int = 600
     graceful_timeout: int = 5
     max_payload_mb: int = 6
     batch_strategy: str = "MultiRecord"
     probabilities: bool = False
+    explanations: bool = False    # each record's per-modality explanation (MULTIMODAL_OUTPUT_EXPLANATIONS)
     # SageMaker's selectable output keys (SAGEMAKER_INFERENCE_OUTPUT); None: this algorithm's default form.
     inference_output: tuple[str, ...] | None = None
+    multi_model: bool = False     # SAGEMAKER_MULTI_MODEL=true: models load through /models
     sdk_local_mode: bool = False
 
     @property
@@ -49,8 +50,8 @@ class ServerSettings:
     @classmethod
     def from_environment(cls, environ: dict | None = None) -> "ServerSettings":
         """Read SAGEMAKER_BIND_TO_PORT, MODEL_SERVER_WORKERS, MODEL_SERVER_THREADS, MODEL_SERVER_TIMEOUT,
-        SAGEMAKER_MAX_PAYLOAD_IN_MB, SAGEMAKER_BATCH_STRATEGY, MULTIMODAL_OUTPUT_PROBABILITIES and
-        SAGEMAKER_INFERENCE_OUTPUT."""
+        SAGEMAKER_MAX_PAYLOAD_IN_MB, SAGEMAKER_BATCH_STRATEGY, MULTIMODAL_OUTPUT_PROBABILITIES,
+        MULTIMODAL_OUTPUT_EXPLANATIONS, SAGEMAKER_INFERENCE_OUTPUT and SAGEMAKER_MULTI_MODEL."""
         environ = os.environ if environ is None else environ
         strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MultiRecord").replace("_", "").lower()
         return cls(
@@ -62,9 +63,11 @@ class ServerSettings:
             max_payload_mb=_number(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, maximum=100),
             batch_strategy="SingleRecord" if strategy == "singlerecord" else "MultiRecord",
             probabilities=(environ.get("MULTIMODAL_OUTPUT_PROBABILITIES") or "").lower() in TRUE,
+            explanations=(environ.get("MULTIMODAL_OUTPUT_EXPLANATIONS") or "").lower() in TRUE,
             inference_output=(output_keys(environ["SAGEMAKER_INFERENCE_OUTPUT"], "environment variable "
                                           "SAGEMAKER_INFERENCE_OUTPUT")
                               if (environ.get("SAGEMAKER_INFERENCE_OUTPUT") or "").strip() else None),
+            multi_model=(environ.get("SAGEMAKER_MULTI_MODEL") or "").strip().lower() == "true",
             # The SDK's local mode sets SAGEMAKER_BATCH="True"; the service documents "true".
             sdk_local_mode=environ.get("SAGEMAKER_BATCH") == "True",
         )

@@ -147,11 +147,14 @@ def test_every_error_class_has_one_http_status():
 
     from multimodal.errors import AlgorithmError, PlatformError, RowsWithoutData, UserError
     from multimodal.sagemaker.serving.app import ModelLoadFailed, ModelLoading, error_status
-    from multimodal.sagemaker.serving.payloads import (NotAcceptable, PayloadError, PayloadTooLarge,
-                                                       UnsupportedContentType)
+    from multimodal.sagemaker.serving.payloads import PayloadError, PayloadTooLarge, UnsupportedContentType
+    from multimodal.sagemaker.serving.registry import (BadModelRequest, InsufficientMemory, ModelAlreadyLoaded,
+                                                       ModelLoadError, ModelNotLoaded)
+    from multimodal.sagemaker.serving.responses import BadOutputSelection, NotAcceptable
 
     expected = {PayloadError("x"): 400, UnsupportedContentType("x"): 415, NotAcceptable("x"): 406,
                 PayloadTooLarge("x"): 413, RowsWithoutData([0]): 400, UserError("x"): 400, ModelLoading("x"): 503,
                 ModelLoadFailed("x"): 500, PlatformError("x"): 500, AlgorithmError("x"): 500, ValueError("x"): 500,
-                NotFound(): 404}
+                NotFound(): 404, BadOutputSelection("x"): 400, ModelNotLoaded("x"): 404, ModelAlreadyLoaded("x"): 409,
+                InsufficientMemory("x"): 507, BadModelRequest("x"): 400, ModelLoadError("x"): 500}
     assert {type(e).__name__: error_status(e) for e in expected} == {type(e).__name__: s for e, s in expected.items()}

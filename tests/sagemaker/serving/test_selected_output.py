@@ -113,3 +113,32 @@ def test_serve_refuses_an_unknown_key_in_the_environment_at_once(tmp_path, saved
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "SAGEMAKER_INFERENCE_OUTPUT" in output and "'probabilty'" in output
     assert "Traceback" not in output and time.monotonic() - started < 20
+
+
+def test_explanations_per_record_sum_to_the_predicted_probability(server, rows, fitted):
+    """explain=true (Accept parameter, or the custom attribute) adds each record's per-modality explanation
+    of its predicted label's probability, as MultimodalClassifier.explain gives it."""
+    import csv
+    import io
+
+    expected = fitted.explain(rows)
+    modalities = ["text", "num", "cat", "img/photo_image"]
+    status, body = server.invoke(json.dumps(_records(rows)).encode(), "application/json",
+                                 "application/json; explain=true")
+    assert status == 200
+    predictions = json.loads(body)["predictions"]
+    for record, (_, row) in zip(predictions, expected.iterrows()):
+        assert record["predicted_label"] == row["predicted"]
+        assert list(record["explanation"]) == ["baseline", *modalities]
+        assert np.allclose([record["explanation"][k] for k in ["baseline", *modalities]],
+                           row[["baseline", *modalities]].to_numpy(float), atol=1e-5)
+        assert abs(sum(record["explanation"].values()) - max(record["probabilities"])) < 1e-4
+    status, body = server.invoke(csv_lines(rows).encode(), "text/csv", "text/csv",
+                                 headers={"X-Amzn-SageMaker-Custom-Attributes": "explain=true"})
+    assert status == 200
+    answer = list(csv.reader(io.StringIO(body.decode())))
+    assert [len(line) for line in answer] == [2 + 1 + len(modalities)] * len(rows)
+    assert np.allclose([[float(v) for v in line[2:]] for line in answer],
+                       expected[["baseline", *modalities]].to_numpy(float), atol=1e-5)
+    status, body = server.invoke(csv_lines(rows).encode(), "text/csv", "text/csv; explain=perhaps")
+    assert status == 400 and "explain" in body.decode()
