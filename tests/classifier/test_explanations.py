@@ -56,10 +56,18 @@ def test_every_coalition_is_the_prediction_with_the_other_modalities_missing(fit
     explainer = ModalityExplainer(fitted.learner_)
     assert [p.name for p in explainer.players] == ["text", "num", "cat", "img/photo_image"]
     values = explainer.coalition_values(rows)
+    enumerated = []
     for coalition in range(2 ** len(explainer.players)):
         absent = [c for i, p in enumerate(explainer.players) if not coalition >> i & 1 for c in p.columns]
-        expected = fitted.predict_proba(_blanked(rows, absent)).to_numpy()
-        np.testing.assert_allclose(values[coalition], expected, atol=1e-5, err_msg=f"coalition {coalition:04b}")
+        enumerated.append(fitted.predict_proba(_blanked(rows, absent)).to_numpy())
+        np.testing.assert_allclose(values[coalition], enumerated[-1], atol=1e-5, err_msg=f"coalition {coalition:04b}")
+    # explain() against the Shapley values by their definition over those enumerated predictions
+    by_definition = brute_force(np.array(enumerated))
+    explained = fitted.explain(rows)
+    predicted = [fitted.classes_.index(label) for label in explained["predicted"]]
+    for i, player in enumerate(explainer.players):
+        np.testing.assert_allclose(explained[player.name], by_definition[i][np.arange(len(rows)), predicted],
+                                   atol=1e-5)
 
 
 def test_explain_sums_exactly_to_the_probability_of_the_predicted_label(fitted, test_frame):
@@ -77,7 +85,8 @@ def test_explain_sums_exactly_to_the_probability_of_the_predicted_label(fitted, 
 
     every = fitted.explain(rows.head(3), all_classes=True)
     assert every.index.names == [None, "class"] and len(every) == 3 * len(fitted.classes_)
-    np.testing.assert_allclose(every["probability"].to_numpy(), proba.head(3).to_numpy().reshape(-1), atol=1e-6)
+    np.testing.assert_allclose(every["probability"].to_numpy(),
+                               fitted.predict_proba(rows.head(3)).to_numpy().reshape(-1), atol=1e-6)
     np.testing.assert_allclose(every["baseline"] + every[modalities].sum(axis=1), every["probability"], atol=1e-6)
     np.testing.assert_allclose(every.groupby(level=0)[modalities].sum().to_numpy(), 0.0, atol=1e-6)
 

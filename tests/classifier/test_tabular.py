@@ -66,10 +66,11 @@ def test_refit_full_keeps_the_out_of_fold_probabilities_and_predicts_with_one_mo
     assert not np.allclose(refit_oof, refit.predict_proba(features)), "the fusion inputs stay out of fold"
     names = refit.autogluon.model_names()
     assert names and all(name.endswith("_FULL") for name in names), names
-    info = refit.autogluon.info()["model_info"]
-    assert all(info[name].get("bagged_info", {}).get("num_child_models", 1) == 1 for name in names)
-    assert any(info[name].get("bagged_info", {}).get("num_child_models", 1) == 3
-               for name in bagged.autogluon.model_names())
+    def children(predictor, name):
+        return predictor.model_info(name).get("bagged_info", {}).get("num_child_models", 1)
+
+    assert all(children(refit.autogluon, name) == 1 for name in names)
+    assert any(children(bagged.autogluon, name) == 3 for name in bagged.autogluon.model_names())
     loaded = MemberPredictor.load("num", tmp_path / "refit", refit.layout)
     np.testing.assert_array_equal(loaded.predict_proba(features), refit.predict_proba(features))
     assert (loaded.predict_proba(features).argmax(1) == labels).mean() > 0.8
