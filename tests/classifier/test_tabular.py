@@ -129,3 +129,20 @@ def test_chinese_text_without_spaces_trains_a_text_member(tmp_path):
     model, proba = fit_member("text", text, labels, 2, tmp_path / "text", quality="toy", eval_metric="log_loss",
                                 time_limit=60, stacking=IN_SAMPLE, num_folds=2, seed=0)
     assert (proba.argmax(axis=1) == labels).mean() > 0.9
+
+
+def test_loaded_forests_predict_on_one_thread(tmp_path):
+    """joblib's thread hand-offs cost a forest about 100 ms per call whatever the rows: loaded members' random
+    forests and extra trees predict on one thread, with the same probabilities."""
+    from autogluon.tabular import TabularPredictor
+
+    features, labels = numeric_task()
+    data = features.assign(**{tabular.LABEL: labels})
+    predictor = TabularPredictor(label=tabular.LABEL, path=str(tmp_path / "rf"), verbosity=0).fit(
+        data, hyperparameters={"RF": {"n_estimators": 20}, "XT": {"n_estimators": 20}})
+    before = predictor.predict_proba(features, as_multiclass=True).to_numpy()
+    loaded = MemberPredictor.load("num", tmp_path / "rf", [0, 1])
+    forests = [child.model for model in loaded.autogluon._trainer.models.values()
+               for child in (getattr(model, "models", None) or [model]) if hasattr(child.model, "estimators_")]
+    assert forests and all(forest.n_jobs == 1 for forest in forests)
+    np.testing.assert_allclose(loaded.predict_proba(features), before, atol=1e-6)
