@@ -26,8 +26,9 @@ from multimodal.sagemaker.serving.batching import PredictionBatcher, model_batch
 
 logger = logging.getLogger(__name__)
 
-# A loaded model's resident memory per byte of its directory on disk (AutoGluon's pickled models unpickle to
-# about their size; the members' libraries and buffers add some): bench/endpoint.py --multi-model measures it.
+# A loaded model's resident memory per byte of its directory on disk, estimated high on purpose: AutoGluon's
+# pickled models unpickle to about their size; bench/endpoint.py --multi-model measured 3-5 MB more per model
+# of 10-19 MB beside a first one (the first pays for the libraries and the ResNet50).
 MEMORY_PER_DISK_BYTE = 2.0
 MEMORY_RESERVE_BYTES = 512 * 1024 * 1024   # left free for requests in flight
 PAGE_SIZE = 100
